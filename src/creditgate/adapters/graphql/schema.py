@@ -1,0 +1,49 @@
+"""The Strawberry schema: the contract's Query and Mutation, assembled from one module per area."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.schema.config import StrawberryConfig
+
+from creditgate.adapters.graphql.errors import log_unexpected
+from creditgate.adapters.graphql.features import FeatureMutation, FeatureQuery
+from creditgate.adapters.graphql.limits import MAX_TOKENS, VariableListLimit, validation_rules
+from creditgate.adapters.graphql.scalars import SCALARS
+from creditgate.adapters.graphql.subjects import SubjectMutation, SubjectQuery
+
+
+@strawberry.type
+class Query(FeatureQuery, SubjectQuery):
+    pass
+
+
+@strawberry.type
+class Mutation(FeatureMutation, SubjectMutation):
+    pass
+
+
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        log_unexpected(errors)  # expected errors (bad input, not found...) are not logged
+
+
+def build_schema() -> Schema:
+    return Schema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[
+            lambda: MaxTokensLimiter(MAX_TOKENS),
+            lambda: ParserCache(maxsize=512),
+            validation_rules,
+            lambda: ValidationCache(maxsize=512),
+            VariableListLimit,
+        ],
+        config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALARS),
+    )
+
+
+schema = build_schema()

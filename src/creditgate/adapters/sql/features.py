@@ -1,0 +1,82 @@
+"""Feature storage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import or_
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+
+from creditgate.adapters.sql.dialect import is_unique_violation
+from creditgate.adapters.sql.tables import FeatureRow
+from creditgate.domain.errors import Conflict
+from creditgate.services.records import Feature
+
+ORDER: dict[str, Any] = {"ID": FeatureRow.id, "KEY": FeatureRow.key, "CREATED_AT": FeatureRow.created_at,
+         "UPDATED_AT": FeatureRow.updated_at}
+
+
+def to_feature(row: FeatureRow) -> Feature:
+    return Feature(id=row.id, key=row.key, name=row.name, metadata=dict(row.metadata_ or {}),
+                   meter_slug=row.meter_slug, meter_group_by_filters=dict(row.meter_group_by_filters or {}),
+                   archived_at=row.archived_at, created_at=row.created_at, updated_at=row.updated_at)
+
+
+def _live() -> SelectOfScalar[FeatureRow]:
+    return select(FeatureRow).where(col(FeatureRow.archived_at).is_(None))
+
+
+async def live_by_key(session: AsyncSession, key: str) -> Feature | None:
+    row = (await session.exec(_live().where(col(FeatureRow.key) == key))).first()
+    return to_feature(row) if row else None
+
+
+async def insert_feature(session: AsyncSession, feature: Feature) -> Feature:
+    row = FeatureRow(id=feature.id, key=feature.key, name=feature.name, metadata_=feature.metadata,
+                     meter_slug=feature.meter_slug, meter_group_by_filters=feature.meter_group_by_filters,
+                     created_at=feature.created_at, updated_at=feature.updated_at)
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError as exc:
+        if not is_unique_violation(exc, "uq_features_key_live"):
+            raise
+        existing = await live_by_key(session, feature.key)
+        raise Conflict(f"feature key {feature.key!r} is in use",
+                       conflicting_entity_id=existing.id if existing else None) from None
+    return to_feature(row)
+
+
+async def get_feature(session: AsyncSession, id_or_key: str, *, include_archived_id: bool = False) -> Feature | None:
+    """Lookup by id or key among live features; with `include_archived_id` an id also finds an archived one."""
+    row = (await session.exec(_live().where(or_(col(FeatureRow.key) == id_or_key, col(FeatureRow.id) == id_or_key))
+                                 .order_by((col(FeatureRow.key) == id_or_key).desc()))).first()
+    if row is None and include_archived_id:
+        row = await session.get(FeatureRow, id_or_key)
+    return to_feature(row) if row else None
+
+
+async def get_features_by_ids(session: AsyncSession, ids: list[str]) -> dict[str, Feature]:
+    rows = (await session.exec(select(FeatureRow).where(col(FeatureRow.id).in_(ids)))).all()
+    return {r.id: to_feature(r) for r in rows}
+
+
+async def list_features(session: AsyncSession, include_archived: bool, limit: int, offset: int,
+                        order_by: str) -> list[Feature]:
+    stmt = select(FeatureRow) if include_archived else _live()
+    stmt = stmt.order_by(ORDER[order_by], FeatureRow.id).limit(limit).offset(offset)
+    return [to_feature(r) for r in (await session.exec(stmt)).all()]
+
+
+async def archive_feature(session: AsyncSession, feature_id: str, at: object) -> Feature | None:
+    row = await session.get(FeatureRow, feature_id, with_for_update=True)
+    if row is None or row.archived_at is not None:
+        return None
+    row.archived_at = at  # type: ignore[assignment]
+    row.updated_at = at  # type: ignore[assignment]
+    await session.flush()
+    return to_feature(row)

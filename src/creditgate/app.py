@@ -1,0 +1,67 @@
+"""Builds the Starlette app; the engine, pools and cache client live in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from creditgate.adapters.graphql.app import GraphQLApp
+from creditgate.adapters.sql.db import Database
+from creditgate.config import Settings
+from creditgate.services.runtime import Runtime
+
+log = logging.getLogger("creditgate")
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """Everything a process shares: created once, closed on the way out."""
+    db = Database(settings.database_url)
+    rt = Runtime(settings=settings, db=db)
+    try:
+        yield rt
+    finally:
+        await db.close()
+
+
+async def healthz(request: Request) -> Response:
+    ok = await request.app.state.runtime.db.ping()
+    return JSONResponse({"status": "ok" if ok else "database unavailable"}, status_code=200 if ok else 503)
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Starlette:
+    """The ASGI app. With `runtime` given (tests), the caller owns its lifetime."""
+    settings = settings or (runtime.settings if runtime else Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if runtime is not None:
+            app.state.runtime = runtime
+            yield
+            return
+        async with open_runtime(settings) as rt:
+            app.state.runtime = rt
+            yield
+
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    graphql = GraphQLApp()
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+        ],
+        middleware=[Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
+                               allow_headers=["authorization", "content-type"], max_age=600)],
+        lifespan=lifespan,
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+    return app

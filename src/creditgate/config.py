@@ -1,0 +1,40 @@
+"""Settings from the environment (CREDITGATE_*)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CREDITGATE_", extra="ignore")
+
+    database_url: str = "sqlite:///./creditgate.db"
+    redis_url: str | None = None
+    redis_prefix: str = "cg:"
+    api_keys: str = ""
+    token_secret: str = ""
+    # Read-your-writes needs every worker to see invalidations: with several
+    # workers and no Redis there is no value cache (set by `serve`).
+    value_cache: bool = True
+    snapshots: bool = True
+    cors_origins: str = "*"
+
+    @cached_property
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+
+    @property
+    def async_database_url(self) -> str:
+        return async_url(self.database_url)
+
+
+def async_url(url: str) -> str:
+    """The async driver URL for a configured database URL."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url

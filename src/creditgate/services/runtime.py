@@ -1,0 +1,39 @@
+"""What every use case needs: the database, the value cache, the clock and the settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ulid import ULID
+
+from creditgate.adapters.sql.db import Database
+from creditgate.config import Settings
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(ULID())
+
+
+def floor_minute(t: datetime) -> datetime:
+    return t.replace(second=0, microsecond=0)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    cache: Any = None  # the value cache (adapters/cache); None disables caching
+    clock: Clock = system_clock
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def now(self) -> datetime:
+        return self.clock()

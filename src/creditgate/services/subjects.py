@@ -1,0 +1,50 @@
+"""Subjects: the customer keys that events and entitlements name (SEMANTICS §2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from creditgate.adapters.sql import subjects as repo
+from creditgate.domain.errors import BadInput, NotFound
+from creditgate.services.records import Subject
+from creditgate.services.runtime import Runtime
+
+MAX_KEY = 256
+
+
+def check_subject_key(key: str) -> None:
+    if not key or not key.strip() or len(key) > MAX_KEY:
+        raise BadInput(f"subject key must be 1-{MAX_KEY} non-blank characters")
+
+
+def check_metadata(metadata: Any) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise BadInput("metadata must be a JSON object")
+    return metadata
+
+
+async def upsert_subject(rt: Runtime, key: str, display_name: str | None, metadata: Any) -> Subject:
+    check_subject_key(key)
+    meta = check_metadata(metadata)
+    async with rt.db.transaction() as s:
+        return await repo.upsert_subject(s, key, display_name, meta, rt.now())
+
+
+async def get_subject(rt: Runtime, id_or_key: str) -> Subject | None:
+    async with rt.db.read() as s:
+        return await repo.get_subject(s, id_or_key)
+
+
+async def list_subjects(rt: Runtime, limit: int | None = None, offset: int = 0) -> list[Subject]:
+    async with rt.db.read() as s:
+        return await repo.list_subjects(s, limit, offset)
+
+
+async def delete_subject(rt: Runtime, id_or_key: str) -> None:
+    async with rt.db.transaction() as s:
+        found = await repo.get_subject(s, id_or_key)
+        if found is None:
+            raise NotFound(f"subject {id_or_key!r} not found")
+        await repo.delete_subject(s, found.id)
