@@ -66,11 +66,18 @@ class Metered:
 
 @dataclass(frozen=True, slots=True)
 class State:
-    """Per-grant balances and carried overage at an instant (see `state_at`)."""
+    """Per-grant balances and carried overage at an instant (see `engine.state_at`).
+
+    `balances` must hold every grant the engine was given (zeros included): a grant
+    effective at or before `at` that is missing marks the snapshot as stale.
+    `period_usage` is U(period_start(at), at) when known; None makes a read that
+    starts from this snapshot also fetch the usage since the period start.
+    """
 
     at: datetime
     balances: Mapping[str, Decimal]
     overage: Decimal
+    period_usage: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

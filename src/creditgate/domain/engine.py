@@ -1,0 +1,121 @@
+"""The balance engine: value and state of a metered entitlement (SEMANTICS.md 6).
+
+Pure: plain data in, plain data out; time is an argument and usage arrives through
+the `UsageFn` it is given, called at most once per operation. Instants of grants and
+resets are rounded up to whole minutes, which is exact for reads at whole minutes (and
+every read happens at `ceil_m(t)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from decimal import localcontext
+
+from creditgate.domain.errors import BadInput
+from creditgate.domain.ledger import CONTEXT, ZERO, Book, Ledger, plan
+from creditgate.domain.model import Grant, Metered, State, UsageFn, Value
+from creditgate.domain.recurrence import MINUTE, ceil_m, on_minute, recurrence_after, utc
+
+_TINY = timedelta(microseconds=1)
+
+
+def _run(book: Book, target: datetime, limit: datetime, usage: UsageFn, start: State | None) -> Ledger:
+    """The ledger at `target` after steps 1-4 there (step 1 only if target <= limit)."""
+    p = plan(book, target, limit, usage, start, begin=target)
+    ledger = p.ledger
+    bounds, resets, changes = p.bounds, p.resets, p.changes
+    for i, u in enumerate(p.usage):
+        ledger.burn(u)
+        at = bounds[i + 1]
+        ledger.step(at, at in resets, changes.get(at))
+    return ledger
+
+
+def value_at(
+    ent: Metered, grants: Iterable[Grant], usage: UsageFn, t: datetime, start: State | None = None
+) -> Value:
+    """The entitlement value at t (SEMANTICS 6.3).
+
+    Replays the phases from the period start of t to t' = ceil_m(t), then applies steps
+    2-5 at t' (a reset at t' > t belongs to the next period). Before measure_usage_from:
+    the state there, with no usage. `start` (from `state_at`) only saves work: a snapshot
+    that cannot be used (later than t', from before measure_usage_from, missing a grant
+    effective by its instant, or taken at a reset in (t, t']) is ignored. The result is
+    the same with or without it.
+    """
+    t = utc(t)
+    with localcontext(CONTEXT):
+        book = Book(ent, grants)
+        first = book.sched.start
+        if t < first:
+            ledger = _run(book, first, first, usage, None)
+            period = first
+        else:
+            ledger = _run(book, ceil_m(t), t, usage, start)
+            period = book.sched.period_start(t)
+        ledger.burn(ZERO)  # step 5 at t'
+        balance = sum(ledger.bal, ZERO)
+        return Value(
+            at=t,
+            period_start=period,
+            balance=balance,
+            overage=ledger.carry if ledger.carry > 0 else ZERO,
+            usage=ledger.used if t >= first else ZERO,
+            has_access=book.soft or balance > 0,
+            balances=book.mapping(ledger.bal),
+        )
+
+
+def state_at(
+    ent: Metered, grants: Iterable[Grant], usage: UsageFn, t: datetime, start: State | None = None
+) -> State:
+    """The state at the whole minute t, as a snapshot for later reads.
+
+    It is the state after steps 1-4 at t, a reset at t included, before step 5: the
+    overage carried into t is not yet burnt (the next phase burns it first, so nothing
+    is lost). A snapshot taken at a reset R is therefore the start of the period
+    beginning at R. `value_at(ent, grants, usage, t2, start=state_at(..., t))` equals
+    `value_at(ent, grants, usage, t2)` for every t2 >= t (in any later period too; the
+    replay carries on through the resets). Before measure_usage_from the state at
+    measure_usage_from is returned (with `at` = measure_usage_from).
+    """
+    t = utc(t)
+    if not on_minute(t):
+        raise BadInput(f"state_at needs a whole minute, got {t.isoformat()}")
+    with localcontext(CONTEXT):
+        book = Book(ent, grants)
+        t = max(t, book.sched.start)
+        return _run(book, t, t, usage, start).state(t)
+
+
+def next_change(ent: Metered, grants: Iterable[Grant], t: datetime) -> datetime | None:
+    """The first instant c > t at which `value_at` may differ from `value_at(t)` with no
+    new write: value_at is constant on [t, c) except for usage (events already stored
+    at future minutes are the caller's to watch).
+
+    A grant event (effective, expiring, voided, recurring) at instant e is seen by reads
+    at every t2 with ceil_m(t2) >= e, so it changes the value from e - 1min + 1us on; a
+    reset at R changes it from R itself. None when nothing is scheduled.
+    """
+    t = utc(t)
+    book = Book(ent, grants)
+    sched = book.sched
+    try:
+        reset: datetime | None = sched.next_reset(t)
+    except BadInput:  # beyond year 9999
+        reset = None
+    seen = max(ceil_m(t), sched.start)  # grant events at or before this are in value_at(t)
+    best: datetime | None = None
+    for e in book.entries:
+        if not e.live or e.end <= seen:
+            continue
+        nxt = e.eff if e.eff > seen else e.end
+        if e.rec is not None and e.eff <= seen:
+            nxt = min(nxt, recurrence_after(e.rec, seen))
+        if best is None or nxt < best:
+            best = nxt
+    grant_change = None if best is None else best - MINUTE + _TINY
+    if grant_change is None or (reset is not None and reset < grant_change):
+        return reset
+    return grant_change
