@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from creditgate.adapters.sql import features as repo
 from creditgate.adapters.sql.meters import get_meter
 from creditgate.domain.errors import BadInput, NotFound
+from creditgate.services import invalidation
 from creditgate.services.records import Feature
 from creditgate.services.runtime import Runtime, new_id
 from creditgate.services.subjects import check_metadata
@@ -17,10 +17,6 @@ KEY_RE = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 METERABLE = {"SUM", "COUNT"}
 ORDERS = {"ID", "KEY", "CREATED_AT", "UPDATED_AT"}
 MAX_LIMIT = 1000
-
-# Called after a feature is archived (the entitlement layer invalidates cached values).
-on_archive: list[Callable[[Runtime, Feature], Awaitable[None]]] = []
-
 
 def check_page(limit: int, offset: int) -> None:
     if not 1 <= limit <= MAX_LIMIT:
@@ -78,6 +74,5 @@ async def archive_feature(rt: Runtime, feature_id: str) -> Feature:
         feature = await repo.archive_feature(s, feature_id, rt.now())
         if feature is None:
             raise NotFound(f"feature {feature_id!r} not found or already archived")
-    for hook in on_archive:
-        await hook(rt, feature)
+    await invalidation.feature_archived(rt, feature)
     return feature

@@ -189,6 +189,7 @@ class SnapshotRow(SQLModel, table=True):
     at: datetime = Field(sa_type=UTCDateTime, primary_key=True)
     balances: dict[str, str] = _json()
     overage: Decimal = _dec()
+    period_usage: Decimal | None = _dec(nullable=True)
     created_at: datetime = _ts()
 
 

@@ -166,6 +166,7 @@ def upgrade() -> None:
     sa.Column('at', creditgate.adapters.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('balances', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('overage', creditgate.adapters.sql.types.ExactDecimal(precision=38, scale=12), nullable=False),
+    sa.Column('period_usage', creditgate.adapters.sql.types.ExactDecimal(precision=38, scale=12), nullable=True),
     sa.Column('created_at', creditgate.adapters.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('entitlement_id', 'at')
     )
