@@ -16,8 +16,11 @@ from creditgate.adapters.graphql.context import Context
 from creditgate.adapters.graphql.errors import format_error
 from creditgate.adapters.graphql.schema import schema
 from creditgate.domain.errors import DomainError
-from creditgate.services.auth import authenticate
+from creditgate.services.auth import Principal, authenticate
 from creditgate.services.runtime import Runtime
+
+
+NOBODY = Principal(admin=False)
 
 
 class GraphQLApp(GraphQL[Context, None]):
@@ -42,7 +45,9 @@ class GraphQLApp(GraphQL[Context, None]):
         await super().__call__(scope, receive, send)
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        return Context(rt=request.app.state.runtime, principal=request.state.principal)
+        # The GraphiQL page is served without credentials; it never executes anything.
+        principal = getattr(request.state, "principal", NOBODY)
+        return Context(rt=request.app.state.runtime, principal=principal)
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         data: GraphQLHTTPResponse = {"data": result.data}
