@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 
@@ -42,3 +43,104 @@ class Feature:
     archived_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventInput:
+    """One CloudEvent as a caller sends it (GraphQL or REST); checked by services.events."""
+
+    id: Any
+    source: Any
+    type: Any
+    subject: Any
+    specversion: Any = "1.0"
+    time: Any = None  # datetime, RFC 3339 string or None (the time of ingestion)
+    data: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: datetime
+    data: dict[str, Any]
+    ingested_at: datetime
+    validation_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
+class MeterQueryRow:
+    window_start: datetime
+    window_end: datetime
+    value: Decimal
+    subject: str | None
+    group_by: dict[str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Entitlement:
+    id: str
+    type: str  # METERED | BOOLEAN | STATIC
+    subject_key: str
+    feature_id: str
+    feature_key: str
+    metadata: dict[str, Any]
+    config: Any
+    is_soft_limit: bool
+    usage_period_interval: str | None
+    usage_period_anchor: datetime | None
+    measure_usage_from: datetime | None
+    issue_after_reset: Decimal | None
+    issue_after_reset_priority: int | None
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+    def visible_at(self, t: datetime) -> bool:
+        return self.deleted_at is None or self.deleted_at > t
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    id: str
+    entitlement_id: str
+    amount: Decimal
+    priority: int
+    effective_at: datetime
+    expiration_duration: str
+    expiration_count: int
+    expires_at: datetime
+    recurrence_interval: str | None
+    recurrence_anchor: datetime | None
+    min_rollover: Decimal
+    max_rollover: Decimal
+    metadata: dict[str, Any]
+    voided_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    id: str
+    entitlement_id: str
+    reset_at: datetime
+    retain_anchor: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PortalToken:
+    id: str
+    subject_key: str
+    expires_at: datetime
+    invalidated_at: datetime | None
+    created_at: datetime

@@ -12,17 +12,18 @@ from strawberry.schema.config import StrawberryConfig
 from creditgate.adapters.graphql.errors import log_unexpected
 from creditgate.adapters.graphql.features import FeatureMutation, FeatureQuery
 from creditgate.adapters.graphql.limits import MAX_TOKENS, VariableListLimit, validation_rules
+from creditgate.adapters.graphql.meters import MeterMutation, MeterQuery
 from creditgate.adapters.graphql.scalars import SCALARS
 from creditgate.adapters.graphql.subjects import SubjectMutation, SubjectQuery
 
 
 @strawberry.type
-class Query(FeatureQuery, SubjectQuery):
+class Query(FeatureQuery, SubjectQuery, MeterQuery):
     pass
 
 
 @strawberry.type
-class Mutation(FeatureMutation, SubjectMutation):
+class Mutation(FeatureMutation, SubjectMutation, MeterMutation):
     pass
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+
 from sqlalchemy import or_
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from creditgate.adapters.sql.tables import MeterRow
+from creditgate.adapters.sql.dialect import is_unique_violation
+from creditgate.adapters.sql.tables import FeatureRow, MeterRow
+from creditgate.domain.errors import Conflict
 from creditgate.services.records import Meter
 
 
@@ -23,3 +29,49 @@ async def get_meter(session: AsyncSession, id_or_slug: str) -> Meter | None:
                                   col(MeterRow.deleted_at).is_(None))
     row = (await session.exec(stmt)).first()
     return to_meter(row) if row else None
+
+
+async def list_meters(session: AsyncSession) -> list[Meter]:
+    stmt = select(MeterRow).where(col(MeterRow.deleted_at).is_(None)).order_by(col(MeterRow.slug))
+    return [to_meter(r) for r in (await session.exec(stmt)).all()]
+
+
+async def meters_for_types(session: AsyncSession, event_types: Sequence[str]) -> list[Meter]:
+    """Live meters fed by any of `event_types`, ordered by id."""
+    stmt = select(MeterRow).where(col(MeterRow.event_type).in_(list(event_types)),
+                                  col(MeterRow.deleted_at).is_(None)).order_by(col(MeterRow.id))
+    return [to_meter(r) for r in (await session.exec(stmt)).all()]
+
+
+async def insert_meter(session: AsyncSession, meter: Meter) -> Meter:
+    row = MeterRow(id=meter.id, slug=meter.slug, description=meter.description, event_type=meter.event_type,
+                   aggregation=meter.aggregation, value_property=meter.value_property, group_by=meter.group_by,
+                   window_size=meter.window_size, created_at=meter.created_at, updated_at=meter.updated_at)
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError as exc:
+        if not is_unique_violation(exc, "uq_meters_slug_live"):
+            raise
+        existing = await get_meter(session, meter.slug)
+        raise Conflict(f"meter slug {meter.slug!r} is in use",
+                       conflicting_entity_id=existing.id if existing else None) from None
+    return to_meter(row)
+
+
+async def live_feature_using(session: AsyncSession, slug: str) -> str | None:
+    """The id of a non-archived feature built on the meter `slug`, if any."""
+    stmt = select(FeatureRow.id).where(col(FeatureRow.meter_slug) == slug,
+                                       col(FeatureRow.archived_at).is_(None)).order_by(col(FeatureRow.id))
+    return (await session.exec(stmt)).first()
+
+
+async def soft_delete_meter(session: AsyncSession, meter_id: str, at: datetime) -> bool:
+    row = await session.get(MeterRow, meter_id, with_for_update=True)
+    if row is None or row.deleted_at is not None:
+        return False
+    row.deleted_at = at
+    row.updated_at = at
+    await session.flush()
+    return True

@@ -1,0 +1,139 @@
+"""Bulk event ingest and the per-minute aggregates it feeds, in the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table, func, select
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from creditgate.adapters.sql.dialect import dialect_name, upsert
+from creditgate.adapters.sql.tables import EventRow, MeterMinuteRow, MeterMinuteValueRow
+from creditgate.adapters.sql.types import exact_add
+from creditgate.services.records import Event
+
+EVENTS: Table = EventRow.__table__  # type: ignore[attr-defined]
+MINUTES: Table = MeterMinuteRow.__table__  # type: ignore[attr-defined]
+VALUES: Table = MeterMinuteValueRow.__table__  # type: ignore[attr-defined]
+MINUTE_KEY = ["meter_id", "subject", "group_key", "minute"]
+
+
+@dataclass(slots=True)
+class NewEvent:
+    event_id: str
+    source: str
+    type: str
+    subject: str
+    time: datetime
+    data: dict[str, Any]
+    ingested_at: datetime
+    validation_error: str | None
+
+
+@dataclass(slots=True)
+class MinuteDelta:
+    meter_id: str
+    subject: str
+    group_key: str
+    minute: datetime
+    groups: dict[str, str | None]
+    sum: Decimal
+    count: int
+    min: float | None
+    max: float | None
+
+    def key(self) -> tuple[str, str, str, datetime]:
+        return (self.meter_id, self.subject, self.group_key, self.minute)
+
+
+@dataclass(slots=True)
+class MinuteValue:
+    meter_id: str
+    subject: str
+    group_key: str
+    minute: datetime
+    value: str
+    groups: dict[str, str | None]
+
+    def key(self) -> tuple[str, str, str, datetime, str]:
+        return (self.meter_id, self.subject, self.group_key, self.minute, self.value)
+
+
+async def insert_events(session: AsyncSession, events: Sequence[NewEvent]) -> set[tuple[str, str]]:
+    """Stores the events not stored yet; returns the (source, id) of those it stored.
+
+    Rows go in (source, id) order, so concurrent batches lock index entries in one order.
+    """
+    if not events:
+        return set()
+    ordered = sorted(events, key=lambda e: (e.source, e.event_id))
+    stmt = upsert(session, EVENTS).on_conflict_do_nothing(index_elements=["source", "event_id"]) \
+        .returning(EVENTS.c.source, EVENTS.c.event_id)
+    params = [{"event_id": e.event_id, "source": e.source, "type": e.type, "subject": e.subject,
+               "time": e.time, "data": e.data, "ingested_at": e.ingested_at,
+               "validation_error": e.validation_error} for e in ordered]
+    result = await session.execute(stmt, params)
+    return {(r[0], r[1]) for r in result.all()}
+
+
+def _least(session: AsyncSession, a: Any, b: Any, pick: str) -> ColumnElement[Any]:
+    if dialect_name(session) == "postgresql":
+        return func.least(a, b) if pick == "min" else func.greatest(a, b)
+    fn = func.min if pick == "min" else func.max
+    return fn(func.coalesce(a, b), func.coalesce(b, a))
+
+
+async def add_minutes(session: AsyncSession, deltas: Sequence[MinuteDelta], values: Sequence[MinuteValue]) -> None:
+    """Adds per-minute deltas to the aggregates, rows in primary-key order (deadlock-free)."""
+    if deltas:
+        stmt = upsert(session, MINUTES)
+        stmt = stmt.on_conflict_do_update(index_elements=MINUTE_KEY, set_={
+            "sum": exact_add(MINUTES.c.sum, stmt.excluded.sum),
+            "count": MINUTES.c.count + stmt.excluded.count,
+            "min": _least(session, MINUTES.c.min, stmt.excluded.min, "min"),
+            "max": _least(session, MINUTES.c.max, stmt.excluded.max, "max"),
+        })
+        rows = [{"meter_id": d.meter_id, "subject": d.subject, "group_key": d.group_key, "minute": d.minute,
+                 "groups": d.groups, "sum": d.sum, "count": d.count, "min": d.min, "max": d.max}
+                for d in sorted(deltas, key=MinuteDelta.key)]
+        await session.execute(stmt, rows)
+    if values:
+        vstmt = upsert(session, VALUES).on_conflict_do_nothing()
+        vrows = [{"meter_id": v.meter_id, "subject": v.subject, "group_key": v.group_key, "minute": v.minute,
+                  "value": v.value, "groups": v.groups}
+                 for v in sorted(values, key=MinuteValue.key)]
+        await session.execute(vstmt, vrows)
+
+
+def to_event(row: EventRow) -> Event:
+    return Event(id=row.event_id, source=row.source, type=row.type, subject=row.subject, time=row.time,
+                 data=dict(row.data or {}), ingested_at=row.ingested_at, validation_error=row.validation_error)
+
+
+async def list_events(session: AsyncSession, *, limit: int, from_: datetime | None, to: datetime | None,
+                      subject: str | None, event_id: str | None, ingested_from: datetime | None,
+                      ingested_to: datetime | None, has_error: bool | None) -> list[Event]:
+    stmt = select(EventRow)
+    if from_ is not None:
+        stmt = stmt.where(col(EventRow.time) >= from_)
+    if to is not None:
+        stmt = stmt.where(col(EventRow.time) < to)
+    if subject is not None:
+        stmt = stmt.where(col(EventRow.subject) == subject)
+    if event_id is not None:
+        stmt = stmt.where(col(EventRow.event_id) == event_id)
+    if ingested_from is not None:
+        stmt = stmt.where(col(EventRow.ingested_at) >= ingested_from)
+    if ingested_to is not None:
+        stmt = stmt.where(col(EventRow.ingested_at) < ingested_to)
+    if has_error is not None:
+        err = col(EventRow.validation_error)
+        stmt = stmt.where(err.is_not(None) if has_error else err.is_(None))
+    stmt = stmt.order_by(col(EventRow.time).desc(), col(EventRow.seq).desc()).limit(limit)
+    return [to_event(r) for r in (await session.execute(stmt)).scalars().all()]

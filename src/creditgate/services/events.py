@@ -1,0 +1,215 @@
+"""Event ingest (CloudEvents, deduplicated by (source, id)) and the event listing (SEMANTICS §1)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation, localcontext
+from typing import Any
+
+import orjson
+
+from creditgate.adapters.sql import events as repo
+from creditgate.adapters.sql import meters as meter_repo
+from creditgate.adapters.sql.events import MinuteDelta, MinuteValue, NewEvent
+from creditgate.domain.errors import BadInput
+from creditgate.services import invalidation
+from creditgate.services.invalidation import UsageTouch
+from creditgate.services.jsonpath import Path, as_text, compile_path, is_missing, lookup
+from creditgate.services.records import Event, EventInput, IngestResult, Meter
+from creditgate.services.runtime import Runtime, floor_minute
+
+MAX_BATCH = 1000
+MAX_LIST = 1000
+SCALE = Decimal("1e-12")  # the stored precision of sums (NUMERIC(38, 12))
+LIMIT = Decimal("1e26")  # values at or above this would overflow the stored sums
+NUMERIC = {"SUM", "AVG", "MIN", "MAX"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A meter, compiled for ingest."""
+
+    meter: Meter
+    value: Path | None
+    groups: tuple[tuple[str, Path], ...]
+
+
+def _plan(meter: Meter) -> _Plan:
+    value = compile_path(meter.value_property) if meter.value_property and meter.aggregation != "COUNT" else None
+    groups = tuple((name, compile_path(path)) for name, path in sorted(meter.group_by.items()))
+    return _Plan(meter, value, groups)
+
+
+def parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("time needs a time zone offset")
+        return value.astimezone(UTC)
+    if not isinstance(value, str):
+        raise ValueError("time must be an RFC 3339 string")
+    parsed = datetime.fromisoformat(value.replace("z", "Z"))
+    if parsed.tzinfo is None:
+        raise ValueError("time needs a time zone offset")
+    return parsed.astimezone(UTC)
+
+
+def _required(index: int, name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadInput(f"event {index}: {name} is required (a non-empty string)")
+    return value
+
+
+def check_event(index: int, e: EventInput, now: datetime) -> NewEvent:
+    """A structurally valid event, or BadInput naming its index."""
+    event_id = _required(index, "id", e.id)
+    source = _required(index, "source", e.source)
+    type_ = _required(index, "type", e.type)
+    subject = _required(index, "subject", e.subject)
+    if (e.specversion if e.specversion is not None else "1.0") != "1.0":
+        raise BadInput(f"event {index}: specversion must be \"1.0\"")
+    try:
+        time = parse_time(e.time) if e.time is not None else now
+    except ValueError:
+        raise BadInput(f"event {index}: time is not an RFC 3339 date-time: {e.time!r}") from None
+    data = e.data if e.data is not None else {}
+    if not isinstance(data, dict):
+        raise BadInput(f"event {index}: data must be a JSON object")
+    return NewEvent(event_id=event_id, source=source, type=type_, subject=subject, time=time, data=data,
+                    ingested_at=now, validation_error=None)
+
+
+def numeric_value(raw: Any) -> Decimal:
+    """A meter value: a JSON number or a numeric string; ValueError otherwise."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueError("must be a number or a numeric string")
+    try:
+        value = Decimal(repr(raw)) if isinstance(raw, float) else Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise ValueError("must be a number or a numeric string") from None
+    if not value.is_finite():
+        raise ValueError("must be a finite number")
+    if abs(value) >= LIMIT:
+        raise ValueError("is out of range")
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return value.quantize(SCALE) if value.as_tuple().exponent < -12 else value  # type: ignore[operator]
+
+
+@dataclass(slots=True)
+class _Contribution:
+    plan: _Plan
+    groups: dict[str, str | None]
+    value: Decimal | None
+    text: str | None  # UNIQUE_COUNT
+
+
+def _contribute(plan: _Plan, data: dict[str, Any]) -> _Contribution:
+    """What one event adds to one meter; ValueError when its value is unusable."""
+    groups = {name: as_text(lookup(data, path)) for name, path in plan.groups}
+    agg = plan.meter.aggregation
+    if agg == "COUNT" or plan.value is None:
+        return _Contribution(plan, groups, None, None)
+    raw = lookup(data, plan.value)
+    if is_missing(raw) or raw is None:
+        raise ValueError(f"meter {plan.meter.slug}: value {plan.meter.value_property} is missing or null")
+    if agg == "UNIQUE_COUNT":
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            raise ValueError(f"meter {plan.meter.slug}: value {plan.meter.value_property} must be a string or number")
+        return _Contribution(plan, groups, None, as_text(raw))
+    try:
+        return _Contribution(plan, groups, numeric_value(raw), None)
+    except ValueError as exc:
+        raise ValueError(f"meter {plan.meter.slug}: value {plan.meter.value_property} {exc}") from None
+
+
+def _aggregate(events: Sequence[tuple[NewEvent, list[_Contribution]]]) -> tuple[list[MinuteDelta], list[MinuteValue]]:
+    deltas: dict[tuple[str, str, str, datetime], MinuteDelta] = {}
+    values: dict[tuple[str, str, str, datetime, str], MinuteValue] = {}
+    for event, contributions in events:
+        minute = floor_minute(event.time)
+        for c in contributions:
+            meter_id = c.plan.meter.id
+            group_key = orjson.dumps(c.groups, option=orjson.OPT_SORT_KEYS).decode()
+            key = (meter_id, event.subject, group_key, minute)
+            d = deltas.get(key)
+            if d is None:
+                d = deltas[key] = MinuteDelta(meter_id, event.subject, group_key, minute, c.groups,
+                                              Decimal(0), 0, None, None)
+            d.count += 1
+            if c.value is not None:
+                d.sum += c.value
+                f = float(c.value)
+                d.min = f if d.min is None else min(d.min, f)
+                d.max = f if d.max is None else max(d.max, f)
+            if c.text is not None:
+                vkey = (*key, c.text)
+                if vkey not in values:
+                    values[vkey] = MinuteValue(meter_id, event.subject, group_key, minute, c.text, c.groups)
+    return list(deltas.values()), list(values.values())
+
+
+def _touches(events: Sequence[NewEvent]) -> list[UsageTouch]:
+    first: dict[tuple[str, str], datetime] = {}
+    for e in events:
+        minute = floor_minute(e.time)
+        key = (e.type, e.subject)
+        if key not in first or minute < first[key]:
+            first[key] = minute
+    return [UsageTouch(event_type=t, subject=s, first_minute=m) for (t, s), m in sorted(first.items())]
+
+
+async def ingest_events(rt: Runtime, events: Sequence[EventInput]) -> IngestResult:
+    """Stores a batch: all or nothing for structural errors; duplicates of (source, id) skipped."""
+    if len(events) > MAX_BATCH:
+        raise BadInput(f"a batch may hold at most {MAX_BATCH} events")
+    now = rt.now()
+    unique: dict[tuple[str, str], NewEvent] = {}
+    for i, e in enumerate(events):
+        checked = check_event(i, e, now)
+        unique.setdefault((checked.source, checked.event_id), checked)
+    if not unique:
+        return IngestResult(accepted=0, duplicates=0)
+    async with rt.db.transaction() as s:
+        meters = await meter_repo.meters_for_types(s, sorted({e.type for e in unique.values()}))
+        plans: dict[str, list[_Plan]] = {}
+        for m in meters:
+            plans.setdefault(m.event_type, []).append(_plan(m))
+        fed: list[tuple[NewEvent, list[_Contribution]]] = []
+        for event in unique.values():
+            contributions: list[_Contribution] = []
+            errors: list[str] = []
+            for plan in plans.get(event.type, ()):
+                try:
+                    contributions.append(_contribute(plan, event.data))
+                except ValueError as exc:
+                    errors.append(str(exc))
+            if errors:
+                event.validation_error = "; ".join(errors)
+                contributions = []  # an invalid event counts toward no meter of its type
+            fed.append((event, contributions))
+        stored = await repo.insert_events(s, list(unique.values()))
+        accepted = [(e, c) for e, c in fed if (e.source, e.event_id) in stored]
+        deltas, values = _aggregate(accepted)
+        await repo.add_minutes(s, deltas, values)
+        touches = _touches([e for e, _ in accepted])
+        if touches:
+            await invalidation.usage_changed_in_tx(s, touches)
+    if touches:
+        await invalidation.usage_changed(rt, touches)
+    return IngestResult(accepted=len(accepted), duplicates=len(events) - len(accepted))
+
+
+async def list_events(rt: Runtime, *, limit: int = 100, from_: datetime | None = None, to: datetime | None = None,
+                      subject: str | None = None, event_id: str | None = None,
+                      ingested_from: datetime | None = None, ingested_to: datetime | None = None,
+                      has_error: bool | None = None) -> list[Event]:
+    """Stored events, newest (by event time) first."""
+    if not 1 <= limit <= MAX_LIST:
+        raise BadInput(f"limit must be between 1 and {MAX_LIST}")
+    if from_ is not None and to is not None and to <= from_:
+        raise BadInput("to must be after from")
+    async with rt.db.read() as s:
+        return await repo.list_events(s, limit=limit, from_=from_, to=to, subject=subject, event_id=event_id,
+                                      ingested_from=ingested_from, ingested_to=ingested_to, has_error=has_error)
