@@ -21,6 +21,7 @@ import pytest_asyncio
 import redis
 from sqlalchemy import text
 
+from creditgate.adapters.cache import open_cache
 from creditgate.adapters.sql.db import Database, migrate
 from creditgate.adapters.sql.tables import metadata
 from creditgate.app import create_app
@@ -124,11 +125,14 @@ async def _truncate(db: Database) -> None:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def rt(backend: Backend, database: Database, clock: Clock) -> AsyncIterator[Runtime]:
-    """A fresh runtime on an empty database; the cache (if any) is opened by the cache fixtures."""
-    runtime = Runtime(settings=make_settings(backend), db=database, clock=clock)
+    """A fresh runtime on an empty database, with a value cache: in-process on SQLite, Redis on PostgreSQL."""
+    settings = make_settings(backend)
+    runtime = Runtime(settings=settings, db=database, cache=open_cache(settings), clock=clock)
     try:
         yield runtime
     finally:
+        if runtime.cache is not None:
+            await runtime.cache.close()
         await _truncate(database)
         if backend.redis_url:
             _redis_cleanup(backend.redis_url, backend.redis_prefix)

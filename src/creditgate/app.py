@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from creditgate.adapters.cache import open_cache
 from creditgate.adapters.graphql.app import GraphQLApp
 from creditgate.adapters.sql.db import Database
 from creditgate.config import Settings
@@ -25,10 +26,12 @@ log = logging.getLogger("creditgate")
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """Everything a process shares: created once, closed on the way out."""
     db = Database(settings.database_url)
-    rt = Runtime(settings=settings, db=db)
+    rt = Runtime(settings=settings, db=db, cache=open_cache(settings))
     try:
         yield rt
     finally:
+        if rt.cache is not None:
+            await rt.cache.close()
         await db.close()
 
 

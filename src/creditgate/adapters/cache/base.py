@@ -1,0 +1,51 @@
+"""The value cache interface (SEMANTICS 8): bytes per (group, key), guarded puts, group invalidation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from creditgate.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One answer of get_many: `value` None is a miss; `token` is what a later put of this key needs."""
+
+    value: bytes | None
+    token: object
+
+
+# (group, key, value, token from get_many, ttl in seconds or None = no expiry)
+PutItem = tuple[str, str, bytes, object, float | None]
+
+
+class ValueCache(Protocol):
+    async def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Hit]:
+        """Values of (group, key) pairs, in order, in one round trip. Never raises."""
+        ...
+
+    async def put_many(self, items: Sequence[PutItem]) -> None:
+        """Stores each item unless its group was invalidated after its token was read. Never raises."""
+        ...
+
+    async def invalidate(self, groups: Iterable[str]) -> None:
+        """Every entry of these groups stops being served, at once (call after the write's commit)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def open_cache(settings: Settings) -> ValueCache | None:
+    """Redis when `redis_url` is set, else in-process; None when the value cache is off."""
+    if not settings.value_cache:
+        return None
+    if settings.redis_url:
+        from creditgate.adapters.cache.redis_cache import RedisCache
+
+        return RedisCache.from_url(settings.redis_url, prefix=settings.redis_prefix)
+    from creditgate.adapters.cache.memory import MemoryCache
+
+    return MemoryCache()

@@ -1,0 +1,266 @@
+"""Redis value cache (redis-py asyncio + hiredis), shared by every worker.
+
+Keys under the prefix:
+  {p}epoch          a random nonce; replacing it (a "bump") invalidates every entry at once
+  {p}g:{group}      the group's generation, a random nonce; invalidate replaces it
+  {p}v:{group}:{key} entry = generation (16 bytes) + epoch (16 bytes) + value
+An entry is a hit only when its generation and epoch equal the current ones; get_many reads
+the epoch, the generations and the entries in one MGET. Nonces are random (never counters), so
+a generation or epoch lost to a Redis restart or to eviction is never reused: an old entry can
+then only become unreachable, never valid again. A put is one EVALSHA for all items that stores
+an item only if the epoch and its group's generation still equal its token.
+
+Failures (down, refused, timeout, pool exhausted): log once, serve misses, skip puts, never
+raise; after `backoff` seconds the next call tries again. No command is retried. An invalidate
+that fails (or is skipped while Redis is down) makes the process "dirty": until an epoch bump
+succeeds it serves misses, and it retries the bump on every call and in a background task
+every `heal_interval` seconds. Remaining window: once Redis is reachable again, another worker
+can serve an entry that the failed invalidation should have hidden until this process's bump
+lands (at most about `heal_interval` plus a timeout). If the dirty process dies before the
+bump, that invalidation is lost and such entries live until their TTL (capped by `max_ttl`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from creditgate.adapters.cache.base import Hit, PutItem
+
+log = logging.getLogger("creditgate.cache")
+
+NONCE = 16  # bytes of a hex nonce
+Token = tuple[bytes, bytes]  # (generation, epoch) as read; b"" = absent
+
+# KEYS: epoch, then per item: generation key, entry key.
+# ARGV: fresh epoch, then per item: token generation, token epoch, fresh generation, value, ttl ms.
+# current(): the key's value if it still equals the token (or was absent and is created now
+# with the fresh nonce, possibly by an earlier item of this same call), else false.
+PUT_SCRIPT = """
+local function current(key, token, fresh)
+  local v = redis.call('GET', key)
+  if not v then
+    if token ~= '' then return false end
+    redis.call('SET', key, fresh)
+    return fresh
+  end
+  if v == token or (token == '' and v == fresh) then return v end
+  return false
+end
+local stored = 0
+for i = 0, (#KEYS - 1) / 2 - 1 do
+  local b = 2 + 5 * i
+  local e = current(KEYS[1], ARGV[b + 1], ARGV[1])
+  local g = e and current(KEYS[2 + 2 * i], ARGV[b], ARGV[b + 2])
+  if g then
+    local ms = tonumber(ARGV[b + 4])
+    if ms > 0 then
+      redis.call('SET', KEYS[3 + 2 * i], g .. e .. ARGV[b + 3], 'PX', ms)
+    else
+      redis.call('SET', KEYS[3 + 2 * i], g .. e .. ARGV[b + 3])
+    end
+    stored = stored + 1
+  end
+end
+return stored
+"""
+
+ERRORS = (RedisError, OSError)
+
+
+def nonce() -> bytes:
+    return secrets.token_hex(NONCE // 2).encode()
+
+
+class RedisCache:
+    def __init__(self, client: Redis, prefix: str, *, clock: Callable[[], float] = time.monotonic,
+                 backoff: float = 1.0, heal_interval: float = 1.0, max_ttl: float | None = 86_400.0) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.backoff = backoff
+        self.heal_interval = heal_interval
+        self.max_ttl = max_ttl  # entries without a TTL get this one, so invalidated ones do not pile up
+        self._clock = clock
+        self._epoch_key = prefix + "epoch"
+        self._put = client.register_script(PUT_SCRIPT)
+        self._down = False
+        self._retry_at = 0.0
+        self._dirty = False
+        self._failures = 0  # invalidations that failed; a bump clears `dirty` only if none came meanwhile
+        self._healer: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str, *, timeout: float = 0.25, max_connections: int = 32,
+                 pool_timeout: float = 0.25, clock: Callable[[], float] = time.monotonic, backoff: float = 1.0,
+                 heal_interval: float = 1.0, max_ttl: float | None = 86_400.0) -> RedisCache:
+        """One client per process: a bounded blocking pool, short timeouts, no retries."""
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=pool_timeout, socket_connect_timeout=timeout,
+            socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
+        return cls(Redis.from_pool(pool), prefix, clock=clock, backoff=backoff, heal_interval=heal_interval,
+                   max_ttl=max_ttl)
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    async def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Hit]:
+        if not keys:
+            return []
+        if not self._reachable():
+            return [Hit(None, None) for _ in keys]
+        groups = list(dict.fromkeys(group for group, _ in keys))
+        names = [self._epoch_key, *(self._gen_key(g) for g in groups), *(self._entry_key(g, k) for g, k in keys)]
+        try:
+            if self._dirty:  # bump first, in the same round trip: nothing older is served
+                seen = self._failures
+                pipe = self.client.pipeline(transaction=False)
+                pipe.set(self._epoch_key, nonce())
+                pipe.mget(names)
+                values = (await pipe.execute())[1]
+                self._healed(seen)
+            else:
+                values = await self.client.mget(names)
+        except ERRORS as exc:
+            self._failed(exc)
+            return [Hit(None, None) for _ in keys]
+        self._up()
+        epoch: bytes = values[0] or b""
+        gens: dict[str, bytes] = {g: v or b"" for g, v in zip(groups, values[1:1 + len(groups)], strict=True)}
+        hits = []
+        for (group, _), raw in zip(keys, values[1 + len(groups):], strict=True):
+            gen = gens[group]
+            token: Token = (gen, epoch)
+            ok = raw is not None and gen and epoch and raw[:NONCE] == gen and raw[NONCE:2 * NONCE] == epoch
+            hits.append(Hit(raw[2 * NONCE:] if ok else None, token))
+        return hits
+
+    async def put_many(self, items: Sequence[PutItem]) -> None:
+        if not items or not self._reachable():
+            return
+        if self._dirty:  # tokens read before the bump are stale anyway
+            await self._bump()
+            return
+        fresh: dict[str, bytes] = {}
+        keys: list[str] = [self._epoch_key]
+        args: list[bytes | int] = [nonce()]
+        for group, key, value, token, ttl in items:
+            ms = self._ttl_ms(ttl)
+            if not isinstance(token, tuple) or ms is None:
+                continue
+            keys += [self._gen_key(group), self._entry_key(group, key)]
+            args += [token[0], token[1], fresh.setdefault(group, nonce()), value, ms]
+        if len(keys) == 1:
+            return
+        try:
+            await self._put(keys=keys, args=args)
+        except ERRORS as exc:
+            self._failed(exc)
+            return
+        self._up()
+
+    async def invalidate(self, groups: Iterable[str]) -> None:
+        names = {self._gen_key(g): nonce() for g in groups}
+        if not names:
+            return
+        if not self._reachable():
+            self._mark_dirty()
+            return
+        if self._dirty:  # a bump hides every group
+            await self._bump()
+            return
+        try:
+            await self.client.mset(names)
+        except ERRORS as exc:
+            self._mark_dirty()
+            self._failed(exc)
+            return
+        self._up()
+
+    async def close(self) -> None:
+        if self._healer is not None:
+            self._healer.cancel()
+            self._healer = None
+        if self._dirty:  # last chance to hide what a failed invalidation should have hidden
+            await self._bump()
+        await self.client.aclose()
+
+    async def wait_healed(self) -> None:
+        """Returns once no failed invalidation is pending (tests)."""
+        while self._dirty and self._healer is not None:
+            await asyncio.shield(self._healer)
+
+    # -- keys --
+
+    def _gen_key(self, group: str) -> str:
+        return f"{self.prefix}g:{group}"
+
+    def _entry_key(self, group: str, key: str) -> str:
+        return f"{self.prefix}v:{group}:{key}"
+
+    def _ttl_ms(self, ttl: float | None) -> int | None:
+        """Milliseconds for PX (0 = no expiry); None when the item expires at once."""
+        if ttl is None:
+            return 0 if self.max_ttl is None else math.ceil(self.max_ttl * 1000)
+        if ttl <= 0:
+            return None
+        if self.max_ttl is not None:
+            ttl = min(ttl, self.max_ttl)
+        return math.ceil(ttl * 1000)
+
+    # -- failure handling --
+
+    def _reachable(self) -> bool:
+        """False while backing off after a failure."""
+        return not self._down or self._clock() >= self._retry_at
+
+    def _failed(self, exc: BaseException) -> None:
+        if not self._down:
+            log.warning("value cache: Redis unavailable (%s: %s); answers come from the database",
+                        type(exc).__name__, exc)
+        self._down = True
+        self._retry_at = self._clock() + self.backoff
+
+    def _up(self) -> None:
+        if self._down:
+            log.info("value cache: Redis is back")
+            self._down = False
+
+    def _mark_dirty(self) -> None:
+        self._failures += 1
+        if not self._dirty:
+            log.info("value cache: an invalidation failed; the whole cache is dropped once Redis is back")
+        self._dirty = True
+        if self._healer is None or self._healer.done():
+            self._healer = asyncio.get_running_loop().create_task(self._heal())
+
+    def _healed(self, seen: int) -> None:
+        if self._failures == seen:
+            self._dirty = False
+
+    async def _bump(self) -> bool:
+        """Replaces the epoch: every entry stops being served. True on success."""
+        seen = self._failures
+        try:
+            await self.client.set(self._epoch_key, nonce())
+        except ERRORS as exc:
+            self._failed(exc)
+            return False
+        self._up()
+        self._healed(seen)
+        return True
+
+    async def _heal(self) -> None:
+        while self._dirty:
+            await asyncio.sleep(self.heal_interval)
+            if self._dirty:
+                await self._bump()
