@@ -10,11 +10,12 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
 
 from creditgate.adapters.cache import open_cache
 from creditgate.adapters.graphql.app import GraphQLApp
+from creditgate.adapters.rest import build_rest_app, metrics
 from creditgate.adapters.sql.db import Database
 from creditgate.config import Settings
 from creditgate.services.runtime import Runtime
@@ -40,6 +41,10 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok" if ok else "database unavailable"}, status_code=200 if ok else 503)
 
 
+async def prometheus(request: Request) -> Response:
+    return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Starlette:
     """The ASGI app. With `runtime` given (tests), the caller owns its lifetime."""
     settings = settings or (runtime.settings if runtime else Settings())
@@ -60,6 +65,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         routes=[
             Route("/healthz", healthz),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/metrics", prometheus),
+            Mount("/api/v1", app=build_rest_app()),
         ],
         middleware=[Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
                                allow_headers=["authorization", "content-type"], max_age=600)],
