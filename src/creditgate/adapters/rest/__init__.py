@@ -7,7 +7,7 @@ from starlette.types import ASGIApp
 
 def build_rest_app() -> ASGIApp:
     """The /api/v1 app, with every resource module's routes registered."""
-    from creditgate.adapters.rest import debug, features, openapi, subjects  # noqa: F401 - registers routes
+    from creditgate.adapters.rest import debug, events, features, meters, openapi, subjects  # noqa: F401
     from creditgate.adapters.rest.app import RestApp
 
     return RestApp()
