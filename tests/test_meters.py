@@ -7,13 +7,12 @@ from typing import Any
 
 from creditgate.services.auth import sign_token
 from creditgate.services.runtime import Runtime
-
 from tests.conftest import GQL, Clock
 
 FIELDS = "id slug description eventType aggregation valueProperty groupBy windowSize"
-CREATE = "mutation($input: CreateMeterInput!) { createMeter(input: $input) { %s } }" % FIELDS
+CREATE = f"mutation($input: CreateMeterInput!) {{ createMeter(input: $input) {{ {FIELDS} }} }}"
 DELETE = "mutation($m: String!) { deleteMeter(idOrSlug: $m) }"
-GET = "query($m: String!) { meter(idOrSlug: $m) { %s } }" % FIELDS
+GET = f"query($m: String!) {{ meter(idOrSlug: $m) {{ {FIELDS} }} }}"
 
 
 def meter(slug: str = "tokens", **extra: Any) -> dict[str, Any]:

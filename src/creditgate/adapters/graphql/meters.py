@@ -107,7 +107,8 @@ class MeterQuery:
         return Meter.of(found) if found else None
 
     @strawberry.field
-    async def meter_query(self, info: Info, id_or_slug: str, input: MeterQueryInput | None = None) -> list[MeterQueryRow]:
+    async def meter_query(self, info: Info, id_or_slug: str,
+                          input: MeterQueryInput | None = None) -> list[MeterQueryRow]:
         q = input or MeterQueryInput()
         rows = await query_svc.query_meter(
             info.context.admin(), id_or_slug, from_=q.from_, to=q.to,

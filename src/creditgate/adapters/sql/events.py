@@ -8,9 +8,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from creditgate.adapters.sql.dialect import dialect_name, upsert
@@ -78,7 +78,7 @@ async def insert_events(session: AsyncSession, events: Sequence[NewEvent]) -> se
     params = [{"event_id": e.event_id, "source": e.source, "type": e.type, "subject": e.subject,
                "time": e.time, "data": e.data, "ingested_at": e.ingested_at,
                "validation_error": e.validation_error} for e in ordered]
-    result = await session.execute(stmt, params)
+    result = await (await session.connection()).execute(stmt, params)
     return {(r[0], r[1]) for r in result.all()}
 
 
@@ -102,13 +102,13 @@ async def add_minutes(session: AsyncSession, deltas: Sequence[MinuteDelta], valu
         rows = [{"meter_id": d.meter_id, "subject": d.subject, "group_key": d.group_key, "minute": d.minute,
                  "groups": d.groups, "sum": d.sum, "count": d.count, "min": d.min, "max": d.max}
                 for d in sorted(deltas, key=MinuteDelta.key)]
-        await session.execute(stmt, rows)
+        await (await session.connection()).execute(stmt, rows)
     if values:
         vstmt = upsert(session, VALUES).on_conflict_do_nothing()
         vrows = [{"meter_id": v.meter_id, "subject": v.subject, "group_key": v.group_key, "minute": v.minute,
                   "value": v.value, "groups": v.groups}
                  for v in sorted(values, key=MinuteValue.key)]
-        await session.execute(vstmt, vrows)
+        await (await session.connection()).execute(vstmt, vrows)
 
 
 def to_event(row: EventRow) -> Event:
@@ -136,4 +136,4 @@ async def list_events(session: AsyncSession, *, limit: int, from_: datetime | No
         err = col(EventRow.validation_error)
         stmt = stmt.where(err.is_not(None) if has_error else err.is_(None))
     stmt = stmt.order_by(col(EventRow.time).desc(), col(EventRow.seq).desc()).limit(limit)
-    return [to_event(r) for r in (await session.execute(stmt)).scalars().all()]
+    return [to_event(r) for r in (await session.exec(stmt)).all()]

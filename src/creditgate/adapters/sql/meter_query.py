@@ -58,7 +58,7 @@ async def aggregates(session: AsyncSession, meter_id: str, from_: datetime, to: 
     stmt = select(*keys, exact_sum(col(M.sum)), func.sum(col(M.count)), func.min(col(M.min)), func.max(col(M.max)))
     stmt = _where(stmt, M, meter_id, from_, to, subjects).group_by(*keys)
     out: list[AggRow] = []
-    for r in (await session.execute(stmt)).all():
+    for r in (await (await session.connection()).execute(stmt)).all():
         subject = r[1] if by_subject else None
         minute = r[len(keys) - 1] if by_minute else None
         total, count, lo, hi = r[len(keys):]
@@ -75,19 +75,17 @@ async def distinct_values(session: AsyncSession, meter_id: str, from_: datetime,
         keys.append(col(V.minute))
     stmt = _where(select(*keys).distinct(), V, meter_id, from_, to, subjects)
     out: list[ValueRow] = []
-    for r in (await session.execute(stmt)).all():
+    for r in (await (await session.connection()).execute(stmt)).all():
         out.append(ValueRow(r[2] if by_subject else None, r[0], r[len(keys) - 1] if by_minute else None, r[1]))
     return out
 
 
 async def earliest_minute(session: AsyncSession, meter_id: str) -> datetime | None:
     stmt = select(func.min(col(M.minute))).where(col(M.meter_id) == meter_id)
-    value = (await session.execute(stmt)).scalar()
-    if isinstance(value, str):  # SQLite: min() loses the column type
-        return M.__table__.c.minute.type.process_result_value(value, session.get_bind().dialect)  # type: ignore[attr-defined,no-any-return]
-    return value  # type: ignore[no-any-return]
+    value: datetime | None = (await (await session.connection()).execute(stmt)).scalar()
+    return value
 
 
 async def meter_subjects(session: AsyncSession, meter_id: str) -> list[str]:
     stmt = select(distinct(col(M.subject))).where(col(M.meter_id) == meter_id).order_by(col(M.subject))
-    return [r[0] for r in (await session.execute(stmt)).all()]
+    return [r[0] for r in (await (await session.connection()).execute(stmt)).all()]
