@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import func, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -87,5 +87,5 @@ async def earliest_minute(session: AsyncSession, meter_id: str) -> datetime | No
 
 
 async def meter_subjects(session: AsyncSession, meter_id: str) -> list[str]:
-    stmt = select(distinct(col(M.subject))).where(col(M.meter_id) == meter_id).order_by(col(M.subject))
+    stmt = select(col(M.subject)).distinct().where(col(M.meter_id) == meter_id).order_by(col(M.subject))
     return [r[0] for r in (await (await session.connection()).execute(stmt)).all()]
