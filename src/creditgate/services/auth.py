@@ -15,6 +15,8 @@ from creditgate.domain.errors import Forbidden, Unauthenticated
 from creditgate.services.runtime import Runtime
 
 TOKEN_PREFIX = "cgt_"
+# Ids of invalidated subject tokens known to this process (services/tokens.py keeps it fresh).
+INVALIDATED_KEY = "invalidated_token_ids"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,8 @@ def verify_token(rt: Runtime, token: str, now: datetime) -> Principal:
         raise Unauthenticated("invalid token") from None
     if expires <= now:
         raise Unauthenticated("token expired")
+    if token_id in rt.extras.get(INVALIDATED_KEY, ()):
+        raise Unauthenticated("token invalidated")
     return Principal(admin=False, subject_key=subject, token_id=token_id)
 
 

@@ -1,19 +1,32 @@
 """What other use cases call when usage or features change, so that snapshots and
 cached values of the affected entitlements stop being used.
 
-Owned by the entitlements layer; ingest and feature archiving call it.
+Cached values live in one cache group per subject (`subject_group`): every write that
+can change a value of an entitlement invalidates its subject's group after commit.
+Snapshots are dropped inside the writing transaction, with the entitlement rows
+locked so that a concurrent snapshot writer cannot store a state computed before the
+write (services/snapshots.py takes the same lock, shared).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import and_
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from creditgate.adapters.sql import entitlements as ent_repo
+from creditgate.adapters.sql import snapshots as snap_repo
+from creditgate.adapters.sql.dialect import dialect_name
+from creditgate.adapters.sql.tables import EntitlementRow, FeatureRow, MeterRow
 from creditgate.services.records import Feature
 from creditgate.services.runtime import Runtime
+
+log = logging.getLogger("creditgate.cache")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +38,62 @@ class UsageTouch:
     first_minute: datetime
 
 
+def subject_group(subject_key: str) -> str:
+    return "s:" + subject_key
+
+
+async def invalidate_subjects(rt: Runtime, subjects: Iterable[str]) -> None:
+    """After a commit: drop every cached value of these subjects' entitlements."""
+    cache = rt.cache
+    groups = sorted({subject_group(s) for s in subjects})
+    if cache is None or not groups:
+        return
+    try:
+        await cache.invalidate(groups)
+    except Exception:  # the cache adapter keeps its own guard for entries it could not drop
+        log.warning("cache invalidation failed", exc_info=True)
+
+
 async def usage_changed_in_tx(session: AsyncSession, touches: Sequence[UsageTouch]) -> None:
-    """Inside the ingest transaction: drop snapshots the new events make stale."""
-    # The entitlements layer fills this in (SEMANTICS 6.4).
+    """Inside the ingest transaction: drop snapshots the new events make stale (SEMANTICS 6.4)."""
+    if not touches:
+        return
+    first: dict[tuple[str, str], datetime] = {}
+    for t in touches:
+        key = (t.event_type, t.subject)
+        first[key] = min(first.get(key, t.first_minute), t.first_minute)
+    stmt = (select(EntitlementRow.id, EntitlementRow.subject_key, MeterRow.event_type)
+            .join(FeatureRow, col(FeatureRow.id) == col(EntitlementRow.feature_id))
+            .join(MeterRow, and_(col(MeterRow.slug) == col(FeatureRow.meter_slug), col(MeterRow.deleted_at).is_(None)))
+            .where(col(EntitlementRow.type) == "METERED",
+                   col(EntitlementRow.subject_key).in_(sorted({t.subject for t in touches})),
+                   col(MeterRow.event_type).in_(sorted({t.event_type for t in touches})))
+            .order_by(EntitlementRow.id))
+    if dialect_name(session) == "postgresql":
+        stmt = stmt.with_for_update(of=EntitlementRow)
+    since: dict[str, datetime] = {}
+    for ent_id, subject, event_type in (await session.exec(stmt)).all():
+        at = first.get((event_type, subject))
+        if at is not None:
+            since[ent_id] = min(since.get(ent_id, at), at)
+    by_minute: dict[datetime, list[str]] = {}
+    for ent_id, at in since.items():
+        by_minute.setdefault(at, []).append(ent_id)
+    if len(by_minute) > 1:  # one statement: from the earliest minute (dropping more is harmless)
+        by_minute = {min(by_minute): sorted(since)}
+    for at, ids in by_minute.items():
+        await snap_repo.drop_from(session, ids, at)
 
 
 async def usage_changed(rt: Runtime, touches: Sequence[UsageTouch]) -> None:
     """After the ingest commit: invalidate the cached values of the affected entitlements."""
+    await invalidate_subjects(rt, {t.subject for t in touches})
 
 
 async def feature_archived(rt: Runtime, feature: Feature) -> None:
     """After a feature is archived: invalidate the cached values of its entitlements."""
+    if rt.cache is None:
+        return
+    async with rt.db.read() as s:
+        subjects = await ent_repo.subjects_of_feature(s, feature.id)
+    await invalidate_subjects(rt, subjects)

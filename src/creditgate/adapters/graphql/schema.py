@@ -9,8 +9,11 @@ from graphql import GraphQLError
 from strawberry.extensions import MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
+from creditgate.adapters.graphql.access import AccessMutation, AccessQuery
+from creditgate.adapters.graphql.entitlements import ENTITLEMENT_TYPES, EntitlementMutation, EntitlementQuery
 from creditgate.adapters.graphql.errors import log_unexpected
 from creditgate.adapters.graphql.features import FeatureMutation, FeatureQuery
+from creditgate.adapters.graphql.grants import GrantMutation, GrantQuery
 from creditgate.adapters.graphql.limits import MAX_TOKENS, VariableListLimit, validation_rules
 from creditgate.adapters.graphql.meters import MeterMutation, MeterQuery
 from creditgate.adapters.graphql.scalars import SCALARS
@@ -18,12 +21,12 @@ from creditgate.adapters.graphql.subjects import SubjectMutation, SubjectQuery
 
 
 @strawberry.type
-class Query(FeatureQuery, SubjectQuery, MeterQuery):
+class Query(FeatureQuery, SubjectQuery, MeterQuery, EntitlementQuery, GrantQuery, AccessQuery):
     pass
 
 
 @strawberry.type
-class Mutation(FeatureMutation, SubjectMutation, MeterMutation):
+class Mutation(FeatureMutation, SubjectMutation, MeterMutation, EntitlementMutation, GrantMutation, AccessMutation):
     pass
 
 
@@ -36,6 +39,7 @@ def build_schema() -> Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
+        types=ENTITLEMENT_TYPES,
         extensions=[
             lambda: MaxTokensLimiter(MAX_TOKENS),
             lambda: ParserCache(maxsize=512),

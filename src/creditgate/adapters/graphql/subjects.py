@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
 import strawberry
 
 from creditgate.adapters.graphql.context import Info
 from creditgate.adapters.graphql.scalars import JSON, DateTime
 from creditgate.services import subjects as svc
 from creditgate.services.records import Subject as SubjectRecord
+
+if TYPE_CHECKING:
+    from creditgate.adapters.graphql.access import AccessResult
+    from creditgate.adapters.graphql.entitlements import Entitlement
 
 
 @strawberry.type
@@ -18,6 +25,22 @@ class Subject:
     metadata: JSON
     created_at: DateTime
     updated_at: DateTime
+
+    @strawberry.field
+    async def entitlements(self, info: Info, include_deleted: bool | None = False) -> list[Annotated[
+            Entitlement, strawberry.lazy("creditgate.adapters.graphql.entitlements")]]:
+        from creditgate.adapters.graphql import loaders
+        from creditgate.adapters.graphql.entitlements import of, reader
+
+        await reader(info, self.key)
+        return [of(e) for e in await loaders.subject_entitlements(info).load((self.key, bool(include_deleted)))]
+
+    @strawberry.field
+    async def access(self, info: Info, feature_key: str, at: datetime | None = None) -> Annotated[
+            AccessResult, strawberry.lazy("creditgate.adapters.graphql.access")]:
+        from creditgate.adapters.graphql.access import subject_access
+
+        return await subject_access(info, self.key, feature_key, at)
 
     @classmethod
     def of(cls, s: SubjectRecord) -> Subject:

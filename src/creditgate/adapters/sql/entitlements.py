@@ -1,0 +1,143 @@
+"""Entitlement and reset storage."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from creditgate.adapters.sql.dialect import dialect_name, is_unique_violation
+from creditgate.adapters.sql.tables import EntitlementRow, ResetRow
+from creditgate.domain.errors import Conflict
+from creditgate.services.records import Entitlement, Reset
+
+
+def to_entitlement(row: EntitlementRow) -> Entitlement:
+    return Entitlement(
+        id=row.id, type=row.type, subject_key=row.subject_key, feature_id=row.feature_id,
+        feature_key=row.feature_key, metadata=dict(row.metadata_ or {}), config=row.config,
+        is_soft_limit=bool(row.is_soft_limit), usage_period_interval=row.usage_period_interval,
+        usage_period_anchor=row.usage_period_anchor, measure_usage_from=row.measure_usage_from,
+        issue_after_reset=row.issue_after_reset, issue_after_reset_priority=row.issue_after_reset_priority,
+        created_at=row.created_at, updated_at=row.updated_at, deleted_at=row.deleted_at)
+
+
+def to_reset(row: ResetRow) -> Reset:
+    return Reset(id=row.id, entitlement_id=row.entitlement_id, reset_at=row.reset_at,
+                 retain_anchor=bool(row.retain_anchor), created_at=row.created_at)
+
+
+async def active_for(session: AsyncSession, subject_key: str, feature_id: str) -> Entitlement | None:
+    stmt = select(EntitlementRow).where(col(EntitlementRow.subject_key) == subject_key,
+                                        col(EntitlementRow.feature_id) == feature_id,
+                                        col(EntitlementRow.deleted_at).is_(None))
+    row = (await session.exec(stmt)).first()
+    return to_entitlement(row) if row else None
+
+
+async def insert_entitlement(session: AsyncSession, e: Entitlement) -> Entitlement:
+    """Insert; a second active entitlement for (subject, feature) is CONFLICT (the partial unique index)."""
+    row = EntitlementRow(
+        id=e.id, type=e.type, subject_key=e.subject_key, feature_id=e.feature_id, feature_key=e.feature_key,
+        metadata_=e.metadata, config=e.config, is_soft_limit=e.is_soft_limit,
+        usage_period_interval=e.usage_period_interval, usage_period_anchor=e.usage_period_anchor,
+        measure_usage_from=e.measure_usage_from, issue_after_reset=e.issue_after_reset,
+        issue_after_reset_priority=e.issue_after_reset_priority, created_at=e.created_at,
+        updated_at=e.updated_at, deleted_at=None)
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError as exc:
+        if not is_unique_violation(exc, "uq_entitlements_active"):
+            raise
+        existing = await active_for(session, e.subject_key, e.feature_id)
+        raise Conflict(f"subject {e.subject_key!r} already has an active entitlement for feature "
+                       f"{e.feature_key!r}", conflicting_entity_id=existing.id if existing else None) from None
+    return to_entitlement(row)
+
+
+async def get_entitlement(session: AsyncSession, ent_id: str, *, lock: bool = False) -> Entitlement | None:
+    stmt = select(EntitlementRow).where(col(EntitlementRow.id) == ent_id)
+    if lock and dialect_name(session) == "postgresql":
+        stmt = stmt.with_for_update()
+    row = (await session.exec(stmt)).first()
+    return to_entitlement(row) if row else None
+
+
+async def lock_entitlements(session: AsyncSession, ids: Iterable[str], *, share: bool = False) -> None:
+    """Row locks in id order (PostgreSQL; SQLite serializes writers anyway)."""
+    ordered = sorted(set(ids))
+    if not ordered or dialect_name(session) != "postgresql":
+        return
+    stmt = select(EntitlementRow.id).where(col(EntitlementRow.id).in_(ordered)).order_by(col(EntitlementRow.id))
+    await session.exec(stmt.with_for_update(read=share))
+
+
+async def by_refs(session: AsyncSession, subjects: Sequence[str], refs: Sequence[str]) -> list[Entitlement]:
+    """Every entitlement of these subjects whose id or feature key is one of `refs` (deleted included)."""
+    if not subjects or not refs:
+        return []
+    stmt = select(EntitlementRow).where(col(EntitlementRow.subject_key).in_(sorted(set(subjects))),
+                                        or_(col(EntitlementRow.id).in_(sorted(set(refs))),
+                                            col(EntitlementRow.feature_key).in_(sorted(set(refs)))))
+    return [to_entitlement(r) for r in (await session.exec(stmt)).all()]
+
+
+async def by_ids(session: AsyncSession, ids: Sequence[str]) -> dict[str, Entitlement]:
+    if not ids:
+        return {}
+    rows = (await session.exec(select(EntitlementRow).where(col(EntitlementRow.id).in_(sorted(set(ids)))))).all()
+    return {r.id: to_entitlement(r) for r in rows}
+
+
+async def list_entitlements(session: AsyncSession, subject_key: str | None, feature_key: str | None,
+                            include_deleted: bool, at: datetime, limit: int | None, offset: int,
+                            subjects: Sequence[str] | None = None) -> list[Entitlement]:
+    stmt = select(EntitlementRow)
+    if subject_key is not None:
+        stmt = stmt.where(col(EntitlementRow.subject_key) == subject_key)
+    if subjects is not None:
+        stmt = stmt.where(col(EntitlementRow.subject_key).in_(sorted(set(subjects))))
+    if feature_key is not None:
+        stmt = stmt.where(col(EntitlementRow.feature_key) == feature_key)
+    if not include_deleted:
+        stmt = stmt.where(or_(col(EntitlementRow.deleted_at).is_(None), col(EntitlementRow.deleted_at) > at))
+    stmt = stmt.order_by(col(EntitlementRow.subject_key), col(EntitlementRow.created_at),
+                         col(EntitlementRow.id)).offset(offset)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [to_entitlement(r) for r in (await session.exec(stmt)).all()]
+
+
+async def subjects_of_feature(session: AsyncSession, feature_id: str) -> list[str]:
+    stmt = select(EntitlementRow.subject_key).where(col(EntitlementRow.feature_id) == feature_id).distinct()
+    return list((await session.exec(stmt)).all())
+
+
+async def soft_delete(session: AsyncSession, ent_id: str, at: datetime) -> bool:
+    stmt = (update(EntitlementRow).where(col(EntitlementRow.id) == ent_id, col(EntitlementRow.deleted_at).is_(None))
+            .values(deleted_at=at, updated_at=at))
+    result = await session.exec(stmt)
+    return bool(result.rowcount)
+
+
+async def insert_reset(session: AsyncSession, reset: Reset) -> None:
+    session.add(ResetRow(id=reset.id, entitlement_id=reset.entitlement_id, reset_at=reset.reset_at,
+                         retain_anchor=reset.retain_anchor, created_at=reset.created_at))
+    await session.flush()
+
+
+async def resets_of(session: AsyncSession, ent_ids: Sequence[str]) -> dict[str, list[Reset]]:
+    out: dict[str, list[Reset]] = {i: [] for i in ent_ids}
+    if not ent_ids:
+        return out
+    stmt = (select(ResetRow).where(col(ResetRow.entitlement_id).in_(sorted(set(ent_ids))))
+            .order_by(col(ResetRow.reset_at)))
+    for r in (await session.exec(stmt)).all():
+        out.setdefault(r.entitlement_id, []).append(to_reset(r))
+    return out

@@ -1,0 +1,75 @@
+"""Grant storage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from creditgate.adapters.sql.dialect import dialect_name
+from creditgate.adapters.sql.tables import EntitlementRow, GrantRow
+from creditgate.services.records import Grant
+
+
+def to_grant(row: GrantRow) -> Grant:
+    return Grant(id=row.id, entitlement_id=row.entitlement_id, amount=row.amount, priority=row.priority,
+                 effective_at=row.effective_at, expiration_duration=row.expiration_duration,
+                 expiration_count=row.expiration_count, expires_at=row.expires_at,
+                 recurrence_interval=row.recurrence_interval, recurrence_anchor=row.recurrence_anchor,
+                 min_rollover=row.min_rollover, max_rollover=row.max_rollover, metadata=dict(row.metadata_ or {}),
+                 voided_at=row.voided_at, created_at=row.created_at, updated_at=row.updated_at)
+
+
+async def insert_grant(session: AsyncSession, g: Grant) -> Grant:
+    session.add(GrantRow(
+        id=g.id, entitlement_id=g.entitlement_id, amount=g.amount, priority=g.priority,
+        effective_at=g.effective_at, expiration_duration=g.expiration_duration,
+        expiration_count=g.expiration_count, expires_at=g.expires_at, recurrence_interval=g.recurrence_interval,
+        recurrence_anchor=g.recurrence_anchor, min_rollover=g.min_rollover, max_rollover=g.max_rollover,
+        metadata_=g.metadata, voided_at=g.voided_at, created_at=g.created_at, updated_at=g.updated_at))
+    await session.flush()
+    return g
+
+
+async def get_grant(session: AsyncSession, grant_id: str, *, lock: bool = False) -> Grant | None:
+    stmt = select(GrantRow).where(col(GrantRow.id) == grant_id)
+    if lock and dialect_name(session) == "postgresql":
+        stmt = stmt.with_for_update()
+    row = (await session.exec(stmt)).first()
+    return to_grant(row) if row else None
+
+
+async def set_voided(session: AsyncSession, grant_id: str, at: datetime) -> Grant:
+    row = await session.get(GrantRow, grant_id)
+    assert row is not None
+    row.voided_at = at
+    row.updated_at = at
+    await session.flush()
+    return to_grant(row)
+
+
+async def grants_of(session: AsyncSession, ent_ids: Sequence[str]) -> dict[str, list[Grant]]:
+    out: dict[str, list[Grant]] = {i: [] for i in ent_ids}
+    if not ent_ids:
+        return out
+    stmt = (select(GrantRow).where(col(GrantRow.entitlement_id).in_(sorted(set(ent_ids))))
+            .order_by(col(GrantRow.created_at), col(GrantRow.id)))
+    for r in (await session.exec(stmt)).all():
+        out.setdefault(r.entitlement_id, []).append(to_grant(r))
+    return out
+
+
+async def list_grants(session: AsyncSession, subject_key: str | None, entitlement_id: str | None,
+                      include_deleted: bool, limit: int, offset: int) -> list[Grant]:
+    """Grants, newest last; `include_deleted` also lists grants of deleted entitlements and voided ones."""
+    stmt = select(GrantRow).join(EntitlementRow, col(EntitlementRow.id) == col(GrantRow.entitlement_id))
+    if subject_key is not None:
+        stmt = stmt.where(col(EntitlementRow.subject_key) == subject_key)
+    if entitlement_id is not None:
+        stmt = stmt.where(col(GrantRow.entitlement_id) == entitlement_id)
+    if not include_deleted:
+        stmt = stmt.where(col(EntitlementRow.deleted_at).is_(None), col(GrantRow.voided_at).is_(None))
+    stmt = stmt.order_by(col(GrantRow.created_at), col(GrantRow.id)).limit(limit).offset(offset)
+    return [to_grant(r) for r in (await session.exec(stmt)).all()]

@@ -1,0 +1,215 @@
+"""Entitlements: create, delete, reset, read (SEMANTICS §3, §4)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from creditgate.adapters.sql import entitlements as repo
+from creditgate.adapters.sql import features as feature_repo
+from creditgate.adapters.sql import grants as grant_repo
+from creditgate.adapters.sql import snapshots as snap_repo
+from creditgate.adapters.sql.subjects import ensure_subject
+from creditgate.domain import Interval, floor_m, period_start
+from creditgate.domain.errors import BadInput, NotFound
+from creditgate.services import invalidation
+from creditgate.services.balances import expires_at, to_metered
+from creditgate.services.features import check_page
+from creditgate.services.records import Entitlement, Grant, Reset
+from creditgate.services.runtime import Runtime, new_id
+from creditgate.services.subjects import check_metadata, check_subject_key
+
+TYPES = {"METERED", "BOOLEAN", "STATIC"}
+PERIODS = {"DAY", "WEEK", "MONTH", "YEAR"}
+
+
+@dataclass(frozen=True, slots=True)
+class EntitlementInput:
+    type: str
+    feature_key: str
+    metadata: Any = None
+    usage_period_interval: str | None = None
+    usage_period_anchor: datetime | None = None
+    has_usage_period: bool = False
+    is_soft_limit: bool | None = None
+    measure_usage_from: datetime | None = None
+    issue_after_reset: float | Decimal | None = None
+    issue_after_reset_priority: int | None = None
+    config: Any = None
+
+
+def to_amount(value: float | Decimal | int, what: str) -> Decimal:
+    try:
+        out = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except (InvalidOperation, ValueError):
+        raise BadInput(f"{what} must be a number") from None
+    if not out.is_finite():
+        raise BadInput(f"{what} must be a finite number")
+    return out
+
+
+def check_priority(priority: int, what: str = "priority") -> None:
+    if not 0 <= priority <= 255:
+        raise BadInput(f"{what} must be between 0 and 255")
+
+
+def _check_fields(inp: EntitlementInput) -> None:
+    if inp.type not in TYPES:
+        raise BadInput("type must be METERED, BOOLEAN or STATIC")
+    metered_fields = {"usagePeriod": inp.has_usage_period, "isSoftLimit": inp.is_soft_limit is not None,
+                      "measureUsageFrom": inp.measure_usage_from is not None,
+                      "issueAfterReset": inp.issue_after_reset is not None,
+                      "issueAfterResetPriority": inp.issue_after_reset_priority is not None}
+    if inp.type != "METERED":
+        given = [k for k, v in metered_fields.items() if v]
+        if given:
+            raise BadInput(f"{', '.join(given)} only apply to METERED entitlements")
+    if inp.type == "STATIC":
+        if not isinstance(inp.config, dict):
+            raise BadInput("a STATIC entitlement needs `config`, a JSON object")
+    elif inp.config is not None:
+        raise BadInput("`config` only applies to STATIC entitlements")
+    if inp.type == "METERED":
+        if not inp.has_usage_period or inp.usage_period_interval is None:
+            raise BadInput("a METERED entitlement needs a usagePeriod")
+        if inp.usage_period_interval not in PERIODS:
+            raise BadInput("usagePeriod.interval must be DAY, WEEK, MONTH or YEAR")
+        if inp.issue_after_reset_priority is not None:
+            if inp.issue_after_reset is None:
+                raise BadInput("issueAfterResetPriority needs issueAfterReset")
+            check_priority(inp.issue_after_reset_priority, "issueAfterResetPriority")
+        if inp.issue_after_reset is not None and to_amount(inp.issue_after_reset, "issueAfterReset") <= 0:
+            raise BadInput("issueAfterReset must be > 0")
+
+
+async def create_entitlement(rt: Runtime, subject_key: str, inp: EntitlementInput) -> Entitlement:
+    check_subject_key(subject_key)
+    _check_fields(inp)
+    meta = check_metadata(inp.metadata)
+    now = rt.now()
+    async with rt.db.transaction() as s:
+        feature = await feature_repo.live_by_key(s, inp.feature_key)
+        if feature is None:
+            raise NotFound(f"feature {inp.feature_key!r} not found")
+        if inp.type == "METERED" and not feature.meter_slug:
+            raise BadInput(f"feature {feature.key!r} has no meter: it cannot be METERED")
+        await ensure_subject(s, subject_key, now)
+        metered = inp.type == "METERED"
+        iar = to_amount(inp.issue_after_reset, "issueAfterReset") if inp.issue_after_reset is not None else None
+        iar_priority = (inp.issue_after_reset_priority if inp.issue_after_reset_priority is not None else 1) \
+            if iar is not None else None
+        measure = floor_m(inp.measure_usage_from or now) if metered else None
+        ent = Entitlement(
+            id=new_id(), type=inp.type, subject_key=subject_key, feature_id=feature.id, feature_key=feature.key,
+            metadata=meta, config=inp.config if inp.type == "STATIC" else None,
+            is_soft_limit=bool(inp.is_soft_limit) if metered else False,
+            usage_period_interval=inp.usage_period_interval if metered else None,
+            usage_period_anchor=floor_m(inp.usage_period_anchor or now) if metered else None,
+            measure_usage_from=measure, issue_after_reset=iar, issue_after_reset_priority=iar_priority,
+            created_at=now, updated_at=now, deleted_at=None)
+        ent = await repo.insert_entitlement(s, ent)
+        if iar is not None and measure is not None:
+            amount = iar
+            await grant_repo.insert_grant(s, Grant(
+                id=new_id(), entitlement_id=ent.id, amount=amount, priority=iar_priority or 1,
+                effective_at=measure, expiration_duration="YEAR", expiration_count=100,
+                expires_at=expires_at(measure, "YEAR", 100), recurrence_interval=None, recurrence_anchor=None,
+                min_rollover=amount, max_rollover=amount, metadata={"issueAfterReset": "true"}, voided_at=None,
+                created_at=now, updated_at=now))
+    await invalidation.invalidate_subjects(rt, [subject_key])
+    return ent
+
+
+async def delete_entitlement(rt: Runtime, subject_key: str, ent_id: str) -> None:
+    now = rt.now()
+    async with rt.db.transaction() as s:
+        ent = await repo.get_entitlement(s, ent_id, lock=True)
+        if ent is None or ent.subject_key != subject_key or ent.deleted_at is not None:
+            raise NotFound(f"entitlement {ent_id!r} not found for subject {subject_key!r}")
+        if not await repo.soft_delete(s, ent_id, now):
+            raise NotFound(f"entitlement {ent_id!r} not found for subject {subject_key!r}")
+    await invalidation.invalidate_subjects(rt, [subject_key])
+
+
+async def reset_entitlement(rt: Runtime, subject_key: str, ent_id: str, effective_at: datetime | None,
+                            retain_anchor: bool) -> Entitlement:
+    now = rt.now()
+    at = floor_m(effective_at or now)
+    async with rt.db.transaction() as s:
+        ent = await repo.get_entitlement(s, ent_id, lock=True)
+        if ent is None or ent.subject_key != subject_key or not ent.visible_at(now):
+            raise NotFound(f"entitlement {ent_id!r} not found for subject {subject_key!r}")
+        if ent.type != "METERED":
+            raise BadInput("only METERED entitlements can be reset")
+        resets = (await repo.resets_of(s, [ent.id]))[ent.id]
+        start = period_start(to_metered(ent, resets), now)
+        if at > now or (effective_at is not None and effective_at > now):
+            raise BadInput("a reset cannot be in the future")
+        if at <= start:
+            raise BadInput(f"a reset must be after the current period start {start.isoformat()}")
+        await repo.insert_reset(s, Reset(id=new_id(), entitlement_id=ent.id, reset_at=at,
+                                         retain_anchor=retain_anchor, created_at=now))
+        await snap_repo.drop_from(s, [ent.id], at)
+    await invalidation.invalidate_subjects(rt, [subject_key])
+    return ent
+
+
+async def get_entitlement(rt: Runtime, ent_id: str) -> Entitlement | None:
+    async with rt.db.read() as s:
+        return await repo.get_entitlement(s, ent_id)
+
+
+async def list_entitlements(rt: Runtime, subject_key: str | None = None, feature_key: str | None = None,
+                            include_deleted: bool = False, limit: int = 1000, offset: int = 0) -> list[Entitlement]:
+    check_page(limit, offset)
+    async with rt.db.read() as s:
+        return await repo.list_entitlements(s, subject_key, feature_key, include_deleted, rt.now(), limit, offset)
+
+
+async def entitlements_of_subjects(rt: Runtime, subjects: Sequence[str],
+                                   include_deleted: bool) -> dict[str, list[Entitlement]]:
+    async with rt.db.read() as s:
+        rows = await repo.list_entitlements(s, None, None, include_deleted, rt.now(), None, 0, subjects=subjects)
+    out: dict[str, list[Entitlement]] = {k: [] for k in subjects}
+    for e in rows:
+        out.setdefault(e.subject_key, []).append(e)
+    return out
+
+
+def resolve(candidates: Sequence[Entitlement], subject_key: str, ref: str, t: datetime) -> Entitlement | None:
+    """The entitlement `ref` (id or feature key) of a subject, visible at t (SEMANTICS §3)."""
+    visible = [e for e in candidates if e.subject_key == subject_key and e.visible_at(t)]
+    for e in visible:
+        if e.id == ref:
+            return e
+    by_key = [e for e in visible if e.feature_key == ref]
+    if not by_key:
+        return None
+    created = [e for e in by_key if e.created_at <= t]
+    if created:
+        return max(created, key=lambda e: (e.created_at, e.id))
+    return min(by_key, key=lambda e: (e.created_at, e.id))
+
+
+async def resolve_one(rt: Runtime, subject_key: str, ref: str, t: datetime) -> Entitlement:
+    async with rt.db.read() as s:
+        candidates = await repo.by_refs(s, [subject_key], [ref])
+    ent = resolve(candidates, subject_key, ref, t)
+    if ent is None:
+        raise NotFound(f"no entitlement {ref!r} for subject {subject_key!r}")
+    return ent
+
+
+def current_anchor(ent: Entitlement, resets: Sequence[Reset]) -> datetime | None:
+    """The usage period anchor after the manual resets that did not retain it."""
+    anchor = ent.usage_period_anchor
+    for r in sorted(resets, key=lambda r: r.reset_at):
+        if not r.retain_anchor:
+            anchor = r.reset_at
+    return anchor
+
+
+INTERVALS = {i.value for i in Interval}

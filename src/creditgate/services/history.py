@@ -1,0 +1,51 @@
+"""Usage history of a metered entitlement: burn-down segments and windows (SEMANTICS §7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from creditgate.adapters.sql import snapshots as snap_repo
+from creditgate.domain import Segment, Window, WindowSize, burndown, ceil_m, period_start, windowed_history
+from creditgate.domain.errors import BadInput
+from creditgate.domain.windows import zone
+from creditgate.services.balances import Bundle, Op, load_bundles, run_ops
+from creditgate.services.records import Entitlement
+from creditgate.services.runtime import Runtime
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    windows: list[Window]
+    segments: list[Segment]
+
+
+async def history(rt: Runtime, ent: Entitlement, window_size: str, from_: datetime | None,
+                  to: datetime | None, tz: str = "UTC") -> History:
+    if ent.type != "METERED":
+        raise BadInput("history needs a METERED entitlement")
+    if window_size not in {w.value for w in WindowSize}:
+        raise BadInput("windowSize must be MINUTE, HOUR or DAY")
+    zone(tz)  # unknown zone: BAD_USER_INPUT
+    now = rt.now()
+    async with rt.db.read() as s:
+        bundle = (await load_bundles(s, [ent], None))[ent.id]
+        assert bundle.metered is not None and ent.measure_usage_from is not None
+        a = period_start(bundle.metered, now) if from_ is None else from_
+        b = now if to is None else to
+        if a < ent.measure_usage_from:
+            raise BadInput("`from` is before measureUsageFrom")
+        if b <= a:
+            raise BadInput("`to` must be after `from`")
+        if rt.settings.snapshots:
+            bundle.snapshot = (await snap_repo.latest_at_or_before(s, {ent.id: ceil_m(a)})).get(ent.id)
+        assert bundle.metered is not None
+        m, g, snap = bundle.metered, bundle.engine_grants, bundle.snapshot
+        start, end = a, b
+        ops: list[tuple[Bundle, Op[Any]]] = [
+            (bundle, lambda u: windowed_history(m, g, u, start, end, WindowSize(window_size), tz, start=snap)),
+            (bundle, lambda u: burndown(m, g, u, start, end, start=snap)),
+        ]
+        outcomes = await run_ops(s, ops)
+    return History(outcomes[0].result, outcomes[1].result)

@@ -1,0 +1,265 @@
+"""Entitlement values and access checks, through the value cache (SEMANTICS §6.3, §8).
+
+Cache layout (one group per subject, see services/invalidation.py):
+- ("s:<subject>", "a:<ref>")        the access answer for an id or feature key, now
+- ("s:<subject>", "a:<ref>@<t>")    the same at a past instant t (kept until a write)
+- ("s:<subject>", "e:<id>")         the value of one entitlement, now
+- ("s:<subject>", "e:<id>@<t>")     the same at a past instant
+A "now" entry carries the instant it stops being true (the engine's next change, or
+the next minute holding stored future usage); it is a miss from then on, even if the
+cache still holds it. The cache token is read before the database, so a write that
+commits in between makes the later put a no-op (the adapter's guard).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from creditgate.adapters.sql import entitlements as ent_repo
+from creditgate.domain import Value, ceil_m, floor_m, next_change, value_at
+from creditgate.services.balances import Bundle, Op, load_bundles, run_ops
+from creditgate.services.entitlements import resolve
+from creditgate.services.invalidation import subject_group
+from creditgate.services.records import Entitlement
+from creditgate.services.runtime import Runtime
+from creditgate.services.snapshots import persist_snapshots, snapshot_wishes
+
+MINUTE = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class EntValue:
+    has_access: bool
+    balance: Decimal | None = None
+    usage: Decimal | None = None
+    overage: Decimal | None = None
+    config: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    subject_key: str
+    feature_key: str
+    entitlement_id: str | None
+    type: str | None
+    value: EntValue | None
+
+    @property
+    def has_access(self) -> bool:
+        return self.value is not None and self.value.has_access
+
+    @property
+    def reason(self) -> str:
+        v = self.value
+        if v is None:
+            return "NO_ENTITLEMENT"
+        if self.type != "METERED" or (v.balance is not None and v.balance > 0):
+            return "GRANTED"
+        return "SOFT_LIMIT" if v.has_access else "NO_BALANCE"
+
+
+def _dec(x: Decimal | None) -> str | None:
+    return None if x is None else str(x)
+
+
+def _undec(x: str | None) -> Decimal | None:
+    return None if x is None else Decimal(x)
+
+
+def encode(expires: datetime | None, ent_id: str | None, typ: str | None, v: EntValue | None) -> bytes:
+    exp = None if expires is None else int(expires.timestamp() * 1_000_000)
+    if v is None:
+        return orjson.dumps([exp, None])
+    return orjson.dumps([exp, ent_id, typ, v.has_access, _dec(v.balance), _dec(v.usage), _dec(v.overage), v.config])
+
+
+def decode(raw: bytes, now: datetime) -> tuple[str | None, str | None, EntValue | None] | None:
+    """(entitlement id, type, value), or None when the entry has expired."""
+    data = orjson.loads(raw)
+    exp = data[0]
+    if exp is not None and int(now.timestamp() * 1_000_000) >= exp:
+        return None
+    if data[1] is None:
+        return None, None, None
+    _, ent_id, typ, has, bal, usage, ovg, cfg = data
+    return ent_id, typ, EntValue(has, _undec(bal), _undec(usage), _undec(ovg), cfg)
+
+
+def _suffix(at: datetime | None) -> str:
+    return "" if at is None else "@" + at.isoformat()
+
+
+def _cacheable(at: datetime | None, now: datetime) -> bool:
+    return at is None or at < now
+
+
+@dataclass(slots=True)
+class Computed:
+    value: EntValue
+    expires: datetime | None  # for "now" reads: when it stops being true with no write
+
+
+def _static_value(ent: Entitlement) -> EntValue:
+    return EntValue(True, config=ent.config if ent.type == "STATIC" else None)
+
+
+def _from_engine(v: Value) -> EntValue:
+    return EntValue(v.has_access, v.balance, v.usage, v.overage)
+
+
+async def compute(rt: Runtime, items: Sequence[tuple[Entitlement, datetime]], *,
+                  persist: bool = True) -> list[Computed]:
+    """Values of entitlements at instants, from the database (a fixed number of statements)."""
+    now = rt.now()
+    out: list[Computed | None] = [None] * len(items)
+    metered: list[int] = []
+    for k, (ent, _t) in enumerate(items):
+        if ent.type == "METERED":
+            metered.append(k)
+        else:
+            out[k] = Computed(_static_value(ent), None)
+    bundles: dict[str, Bundle] = {}
+    if metered:
+        limits: dict[str, datetime] | None = None
+        if rt.settings.snapshots:
+            limits = {}
+            for k in metered:
+                ent, t = items[k]
+                limits[ent.id] = min(limits.get(ent.id, ceil_m(t)), ceil_m(t))
+        async with rt.db.read() as s:
+            ents = [items[k][0] for k in metered]
+            bundles = await load_bundles(s, ents, limits)
+            ops: list[tuple[Bundle, Op[Any]]] = []
+            for k in metered:
+                ent, t = items[k]
+                b = bundles[ent.id]
+                ops.append((b, _value_op(b, t)))
+            outcomes = await run_ops(s, ops)
+        for k, o in zip(metered, outcomes, strict=True):
+            ent, t = items[k]
+            b = bundles[ent.id]
+            assert b.metered is not None
+            expires = next_change(b.metered, b.engine_grants, t)
+            bound = o.next_minute if o.probed else floor_m(t) + MINUTE
+            if bound is not None and (expires is None or bound < expires):
+                expires = bound
+            out[k] = Computed(_from_engine(o.result), expires)
+        if persist and limits:
+            wishes = [(i, at) for i, at in snapshot_wishes(bundles.values(), now) if limits[i] >= at]
+            if wishes:
+                await persist_snapshots(rt, wishes)
+    return [c for c in out if c is not None]
+
+
+def _value_op(b: Bundle, t: datetime) -> Op[Value]:
+    assert b.metered is not None
+    metered, grants, snap = b.metered, b.engine_grants, b.snapshot
+    return lambda usage: value_at(metered, grants, usage, t, start=snap)
+
+
+async def _put(rt: Runtime, puts: list[tuple[str, str, bytes, object, float | None]]) -> None:
+    if puts and rt.cache is not None:
+        with contextlib.suppress(Exception):  # a cache that is down only makes reads slower
+            await rt.cache.put_many(puts)
+
+
+async def _get(rt: Runtime, keys: list[tuple[str, str]]) -> list[Any]:
+    if rt.cache is None or not keys:
+        return [None] * len(keys)
+    try:
+        return list(await rt.cache.get_many(keys))
+    except Exception:
+        return [None] * len(keys)
+
+
+def _ttl(expires: datetime | None, now: datetime) -> float | bool | None:
+    """Seconds to keep an entry; None = forever; False = do not cache."""
+    if expires is None:
+        return None
+    left = (expires - now).total_seconds()
+    return left if left > 0 else False
+
+
+async def check_access(rt: Runtime, checks: Sequence[tuple[str, str]], at: datetime | None = None) -> list[Access]:
+    """Answers for (subject, entitlement id or feature key) pairs at one instant, in input order."""
+    now = rt.now()
+    t = now if at is None else at
+    use_cache = _cacheable(at, now)
+    unique = list(dict.fromkeys(checks))
+    keys = [(subject_group(sub), "a:" + ref + _suffix(at)) for sub, ref in unique]
+    hits = await _get(rt, keys) if use_cache else [None] * len(unique)
+    found: dict[tuple[str, str], Access] = {}
+    missing: list[int] = []
+    for i, ((sub, ref), hit) in enumerate(zip(unique, hits, strict=True)):
+        got = decode(hit.value, now) if hit is not None and hit.value is not None else None
+        if got is None:
+            missing.append(i)
+        else:
+            found[(sub, ref)] = Access(sub, ref, got[0], got[1], got[2])
+    if missing:
+        pairs = [unique[i] for i in missing]
+        async with rt.db.read() as s:
+            candidates = await ent_repo.by_refs(s, [p[0] for p in pairs], [p[1] for p in pairs])
+        resolved = [resolve(candidates, sub, ref, t) for sub, ref in pairs]
+        todo = [(e, t) for e in resolved if e is not None]
+        computed = iter(await compute(rt, todo))
+        puts: list[tuple[str, str, bytes, object, float | None]] = []
+        for i, (sub, ref), ent in zip(missing, pairs, resolved, strict=True):
+            if ent is None:
+                acc, expires = Access(sub, ref, None, None, None), None
+            else:
+                c = next(computed)
+                acc, expires = Access(sub, ref, ent.id, ent.type, c.value), c.expires if at is None else None
+            found[(sub, ref)] = acc
+            ttl = _ttl(expires, now)
+            hit = hits[i]
+            if use_cache and ttl is not False and hit is not None:
+                puts.append((keys[i][0], keys[i][1], encode(expires, acc.entitlement_id, acc.type, acc.value),
+                             hit.token, ttl if isinstance(ttl, float) else None))
+        await _put(rt, puts)
+    return [found[c] for c in checks]
+
+
+async def entitlement_value(rt: Runtime, subject_key: str, ref: str, at: datetime | None = None) -> Access:
+    return (await check_access(rt, [(subject_key, ref)], at))[0]
+
+
+async def values_of(rt: Runtime, items: Sequence[tuple[Entitlement, datetime | None]]) -> list[EntValue]:
+    """Values of known entitlements (the `Entitlement.value` field), batched."""
+    now = rt.now()
+    unique = list(dict.fromkeys((e.id, at) for e, at in items))
+    by_id = {e.id: e for e, _ in items}
+    keys = [(subject_group(by_id[i].subject_key), "e:" + i + _suffix(at)) for i, at in unique]
+    flags = [_cacheable(at, now) for _, at in unique]
+    hits = await _get(rt, [k for k, f in zip(keys, flags, strict=True) if f])
+    hit_iter = iter(hits)
+    found: dict[tuple[str, datetime | None], EntValue] = {}
+    missing: list[tuple[int, Any]] = []
+    for i, ((ent_id, at), flag) in enumerate(zip(unique, flags, strict=True)):
+        hit = next(hit_iter) if flag else None
+        got = decode(hit.value, now) if hit is not None and hit.value is not None else None
+        if got is None or got[2] is None:
+            missing.append((i, hit))
+        else:
+            found[(ent_id, at)] = got[2]
+    if missing:
+        computed = await compute(rt, [(by_id[unique[i][0]], unique[i][1] or now) for i, _ in missing])
+        puts: list[tuple[str, str, bytes, object, float | None]] = []
+        for (i, hit), c in zip(missing, computed, strict=True):
+            ent_id, at = unique[i]
+            found[(ent_id, at)] = c.value
+            expires = c.expires if at is None else None
+            ttl = _ttl(expires, now)
+            if hit is not None and ttl is not False:
+                ent = by_id[ent_id]
+                puts.append((keys[i][0], keys[i][1], encode(expires, ent.id, ent.type, c.value), hit.token,
+                             ttl if isinstance(ttl, float) else None))
+        await _put(rt, puts)
+    return [found[(e.id, at)] for e, at in items]
