@@ -11,11 +11,11 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from creditgate.adapters.cache import open_cache
 from creditgate.adapters.graphql.app import GraphQLApp
-from creditgate.adapters.rest import build_rest_app, metrics
+from creditgate.adapters.rest import metrics, rest_mount
 from creditgate.adapters.sql.db import Database
 from creditgate.config import Settings
 from creditgate.services.runtime import Runtime
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             Route("/healthz", healthz),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/metrics", prometheus),
-            Mount("/api/v1", app=build_rest_app()),
+            rest_mount(),
         ],
         middleware=[Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
                                allow_headers=["authorization", "content-type"], max_age=600)],

@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 from openmeter import Client
 
+from creditgate.adapters.cache import open_cache
 from creditgate.adapters.sql.db import Database
 from creditgate.app import create_app
 from creditgate.services.runtime import Runtime
@@ -66,7 +67,8 @@ def server(backend: Backend) -> Iterator[Server]:
 
     async def main() -> None:
         db = Database(backend.database_url)
-        runtime = Runtime(settings=make_settings(backend, api_keys=API_KEY), db=db, clock=clock)
+        settings = make_settings(backend, api_keys=API_KEY)
+        runtime = Runtime(settings=settings, db=db, cache=open_cache(settings), clock=clock)
         holder["runtime"] = runtime
         config = uvicorn.Config(create_app(runtime=runtime), host="127.0.0.1", port=port, log_level="warning",
                                 lifespan="off")
@@ -76,6 +78,8 @@ def server(backend: Backend) -> Iterator[Server]:
             await srv.serve()
         finally:
             ready.set()
+            if runtime.cache is not None:
+                await runtime.cache.close()
             await db.close()
 
     thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)

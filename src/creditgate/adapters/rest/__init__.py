@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp
+import re
+
+from starlette.routing import Mount
+
+PREFIX = "/api/v1"
 
 
-def build_rest_app() -> ASGIApp:
-    """The /api/v1 app, with every resource module's routes registered."""
+def rest_mount() -> Mount:
+    """The /api/v1 mount, with every resource module's routes registered."""
     from creditgate.adapters.rest import debug, events, features, meters, openapi, subjects  # noqa: F401
     from creditgate.adapters.rest.app import RestApp
 
-    return RestApp()
+    mount = Mount(PREFIX, app=RestApp())
+    # Any decoded path below the prefix is ours, even one holding a newline (%0A): 404s come as problems.
+    mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+    return mount

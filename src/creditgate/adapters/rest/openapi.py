@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
 from creditgate.adapters.rest.errors import PROBLEM, TITLES
 from creditgate.adapters.rest.models import Problem
@@ -14,9 +14,25 @@ REF = "#/components/schemas/{model}"
 ERRORS = (400, 401, 403, 404, 409, 500)
 
 
-def _schema(tp: Any, mode: str, defs: dict[str, Any]) -> dict[str, Any]:
+def _schema(tp: Any, mode: str, defs: dict[str, Any], *, inline: bool = False) -> dict[str, Any]:
+    """The JSON schema of a type; named models go to components and are referenced."""
     schema = TypeAdapter(tp).json_schema(mode=mode, ref_template=REF)  # type: ignore[arg-type]
     defs.update(schema.pop("$defs", {}))
+    if not inline and isinstance(tp, type) and issubclass(tp, BaseModel):
+        defs[tp.__name__] = schema
+        return {"$ref": REF.format(model=tp.__name__)}
+    return schema
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is absent rather than null: drop the null branch and the null default."""
+    branches = [b for b in schema.get("anyOf", []) if b != {"type": "null"}]
+    if "anyOf" in schema and len(branches) == 1:
+        rest = {k: v for k, v in schema.items() if k != "anyOf"}
+        schema = {**branches[0], **rest}
+    if schema.get("default", 0) is None:
+        del schema["default"]
+    schema.pop("title", None)
     return schema
 
 
@@ -24,11 +40,11 @@ def _parameters(op: Op, defs: dict[str, Any]) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                                     for p in op.path_params]
     if op.query is not None:
-        schema = _schema(op.query, "validation", defs)
+        schema = _schema(op.query, "validation", defs, inline=True)
         required = set(schema.get("required", []))
         for name, prop in schema["properties"].items():
-            prop.pop("title", None)
-            param: dict[str, Any] = {"name": name, "in": "query", "required": name in required, "schema": prop}
+            param: dict[str, Any] = {"name": name, "in": "query", "required": name in required,
+                                     "schema": _not_null(prop)}
             if name in op.list_fields:
                 param.update(style="form", explode=True)
             elif name in op.dict_fields:
@@ -48,7 +64,7 @@ def _operation(op: Op, defs: dict[str, Any]) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "Success"}
     if op.response is not None:
         schema = _schema(op.response, "serialization", defs)
-        ok["content"] = {t: {"schema": schema} for t in op.response_types}
+        ok["content"] = {t: {"schema": schema if "json" in t else {"type": "string"}} for t in op.response_types}
     responses: dict[str, Any] = {str(op.status): ok}
     problem = {"content": {PROBLEM: {"schema": {"$ref": REF.format(model="Problem")}}}}
     for status in ERRORS:
