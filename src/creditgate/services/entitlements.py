@@ -213,3 +213,9 @@ def current_anchor(ent: Entitlement, resets: Sequence[Reset]) -> datetime | None
 
 
 INTERVALS = {i.value for i in Interval}
+
+
+async def resets_of(rt: Runtime, ent_ids: Sequence[str]) -> dict[str, list[Reset]]:
+    """The manual resets of entitlements, by entitlement id (REST renders usage periods from them)."""
+    async with rt.db.read() as s:
+        return await repo.resets_of(s, list(ent_ids))
