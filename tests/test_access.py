@@ -87,7 +87,8 @@ async def test_no_n_plus_one(gql: GQL, world: None, rt: Runtime, clock: Clock) -
         assert len(seen) == 0
         clock.set(clock.value.replace(minute=clock.value.minute + 1))
     assert counts[0] == counts[1] == counts[2], counts
-    query = "{ subjects { key entitlements { id ... on MeteredEntitlement { grants { id } lastReset } value { balance } } } }"
+    query = ("{ subjects { key entitlements { id ... on MeteredEntitlement { grants { id } lastReset } "
+             "value { balance } } } }")
     with count_statements(rt) as seen:
         got2 = await gql.ok(query)
     assert len(got2["subjects"]) == 40

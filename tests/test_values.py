@@ -75,7 +75,8 @@ async def test_past_values_and_late_events(gql: GQL, ent: dict[str, object], clo
 
 
 async def test_group_filters_and_count_meters(gql: GQL, ent: dict[str, object], clock: Clock) -> None:
-    await metered(gql, "c", "gpt", interval="DAY", measureUsageFrom="2024-01-15T00:00:00Z", anchor="2024-01-15T00:00:00Z")
+    await metered(gql, "c", "gpt", interval="DAY", measureUsageFrom="2024-01-15T00:00:00Z",
+                  anchor="2024-01-15T00:00:00Z")
     await grant(gql, "c", "gpt", 10, "2024-01-15T00:00:00Z")
     await grant(gql, "c", "ai", 10, "2024-01-15T00:00:00Z")
     await events(gql, "c", ("2024-01-15T11:00:00Z", 1), extra={"model": "gpt"})
