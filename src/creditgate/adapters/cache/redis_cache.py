@@ -181,8 +181,8 @@ class RedisCache:
         try:
             await self.client.mset(names)
         except ERRORS as exc:
-            self._mark_dirty()
             self._failed(exc)
+            self._mark_dirty()
             return
         self._up()
 
@@ -238,7 +238,7 @@ class RedisCache:
     def _mark_dirty(self) -> None:
         self._failures += 1
         if not self._dirty:
-            log.info("value cache: an invalidation failed; the whole cache is dropped once Redis is back")
+            log.info("value cache: an invalidation failed; every entry is dropped when Redis answers again")
         self._dirty = True
         if self._healer is None or self._healer.done():
             self._healer = asyncio.get_running_loop().create_task(self._heal())
