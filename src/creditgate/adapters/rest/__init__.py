@@ -11,7 +11,17 @@ PREFIX = "/api/v1"
 
 def rest_mount() -> Mount:
     """The /api/v1 mount, with every resource module's routes registered."""
-    from creditgate.adapters.rest import debug, events, features, meters, openapi, subjects  # noqa: F401
+    from creditgate.adapters.rest import (  # noqa: F401 - importing registers the routes
+        debug,
+        entitlements,
+        events,
+        features,
+        grants,
+        meters,
+        openapi,
+        subjects,
+        tokens,
+    )
     from creditgate.adapters.rest.app import RestApp
 
     mount = Mount(PREFIX, app=RestApp())

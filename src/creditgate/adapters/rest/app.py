@@ -11,6 +11,7 @@ from starlette.types import Receive, Scope, Send
 from creditgate.adapters.rest import metrics
 from creditgate.adapters.rest.errors import HttpProblem, error_response
 from creditgate.adapters.rest.router import Call, Op, Registry, api
+from creditgate.services import tokens as token_svc
 from creditgate.services.auth import ADMIN, authenticate
 from creditgate.services.runtime import Runtime
 
@@ -67,6 +68,8 @@ class RestApp:
         principal = ADMIN if op.access == "public" else authenticate(rt, request.headers.get("authorization"))
         if op.access == "admin":
             principal.require_admin()
+        elif not principal.admin:
+            await token_svc.check_live(rt, principal)  # an invalidated token is refused at once
         query = op.parse_query(request.query_params) if op.query is not None else None
         body = None
         if op.body is not None:

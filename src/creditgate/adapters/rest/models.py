@@ -185,3 +185,200 @@ class EventListQuery(Wire):
     to: Time | None = None
     limit: int = 100
     subject: str | None = None
+
+
+# ---- entitlements ---------------------------------------------------------------------------------------
+
+EntitlementType = Literal["metered", "static", "boolean"]
+Interval = Literal["DAY", "WEEK", "MONTH", "YEAR"]
+Duration = Literal["HOUR", "DAY", "WEEK", "MONTH", "YEAR"]
+
+
+class UsagePeriodIn(Wire):
+    interval: Interval
+    anchor: Time | None = None
+
+
+class UsagePeriodOut(Wire):
+    interval: Interval
+    anchor: Time
+
+
+class Period(Wire):
+    from_: Time = Field(alias="from")
+    to: Time
+
+
+class EntitlementIn(Wire):
+    """One body for the three types; which fields apply to which type is checked by the service."""
+
+    type: EntitlementType
+    feature_id: str | None = None
+    feature_key: str | None = None
+    metadata: dict[str, Any] | None = None
+    usage_period: UsagePeriodIn | None = None
+    is_soft_limit: bool | None = None
+    measure_usage_from: Time | None = None
+    issue_after_reset: float | None = None
+    issue_after_reset_priority: int | None = None
+    config: str | dict[str, Any] | None = Field(None, description="static: a JSON object encoded as a string")
+
+
+class EntitlementOut(Wire):
+    id: str
+    type: EntitlementType
+    feature_id: str
+    feature_key: str
+    subject_key: str
+    metadata: dict[str, Any] | None = None
+    created_at: Time
+    updated_at: Time
+    deleted_at: Time | None = None
+    # metered
+    is_soft_limit: bool | None = None
+    is_unlimited: bool | None = None
+    issue_after_reset: float | None = None
+    issue_after_reset_priority: int | None = None
+    measure_usage_from: Time | None = None
+    usage_period: UsagePeriodOut | None = None
+    current_usage_period: Period | None = None
+    last_reset: Time | None = None
+    # static
+    config: str | None = Field(None, description="static: a JSON object encoded as a string")
+
+
+class EntitlementListQuery(Wire):
+    limit: int = 1000
+    offset: int = 0
+    order_by: Literal["createdAt", "updatedAt"] = "createdAt"
+    include_deleted: bool = False
+
+
+class SubjectEntitlementsQuery(Wire):
+    include_deleted: bool = False
+
+
+class ValueQuery(Wire):
+    time: Time | None = None
+
+
+class EntitlementValueOut(Wire):
+    has_access: bool
+    balance: float | None = None
+    usage: float | None = None
+    overage: float | None = None
+    config: str | None = None
+
+
+class HistoryQuery(Wire):
+    window_size: WindowSize
+    from_: Time | None = Field(None, alias="from")
+    to: Time | None = None
+    window_time_zone: str = "UTC"
+
+
+class BalanceWindowOut(Wire):
+    period: Period
+    usage: float
+    balance_at_start: float
+
+
+class GrantUsageOut(Wire):
+    grant_id: str
+    usage: float
+
+
+class BurndownSegmentOut(Wire):
+    period: Period
+    usage: float
+    overage: float
+    balance_at_start: float
+    balance_at_end: float
+    grant_balances_at_start: dict[str, float]
+    grant_balances_at_end: dict[str, float]
+    grant_usages: list[GrantUsageOut]
+
+
+class HistoryOut(Wire):
+    windowed_history: list[BalanceWindowOut]
+    burndown_history: list[BurndownSegmentOut]
+
+
+class ResetIn(Wire):
+    effective_at: Time | None = None
+    retain_anchor: bool = False
+
+
+# ---- grants ---------------------------------------------------------------------------------------------
+
+class ExpirationIn(Wire):
+    duration: Duration
+    count: int
+
+
+class GrantIn(Wire):
+    amount: float
+    effective_at: Time
+    expiration: ExpirationIn
+    priority: int = 1
+    min_rollover_amount: float = 0
+    max_rollover_amount: float = 0
+    metadata: dict[str, Any] | None = None
+    recurrence: UsagePeriodIn | None = None
+
+
+class GrantOut(Wire):
+    id: str
+    entitlement_id: str
+    amount: float
+    priority: int
+    effective_at: Time
+    expiration: ExpirationIn
+    expires_at: Time
+    recurrence: UsagePeriodOut | None = None
+    next_recurrence: Time | None = None
+    min_rollover_amount: float
+    max_rollover_amount: float
+    metadata: dict[str, Any] | None = None
+    voided_at: Time | None = None
+    created_at: Time
+    updated_at: Time
+
+
+class GrantListQuery(Wire):
+    limit: int = 1000
+    offset: int = 0
+    order_by: Literal["id", "createdAt", "updatedAt"] = "updatedAt"
+    include_deleted: bool = False
+
+
+class EntitlementGrantsQuery(Wire):
+    include_deleted: bool = False
+    order_by: Literal["id", "createdAt", "updatedAt"] = "updatedAt"
+
+
+# ---- portal tokens --------------------------------------------------------------------------------------
+
+class PortalTokenIn(Wire):
+    subject: str
+    expires_at: Time | None = None
+    allowed_meter_slugs: list[str] | None = None
+
+
+class PortalTokenOut(Wire):
+    id: str
+    subject: str
+    token: str | None = None
+    expired: bool
+    expires_at: Time
+    created_at: Time
+    invalidated_at: Time | None = None
+
+
+class PortalTokenListQuery(Wire):
+    limit: int = 25
+
+
+class InvalidateTokensIn(Wire):
+    id: str | None = None
+    subject: str | None = None

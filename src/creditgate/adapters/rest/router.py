@@ -3,6 +3,7 @@ request/response models. Dispatch, parameter parsing and the OpenAPI document ar
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from creditgate.services import subjects as subjects_svc
 from creditgate.services.auth import Principal
 from creditgate.services.runtime import Runtime
 
+ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")  # a subject id; anything else is a key
 Access = Literal["admin", "subject", "public"]
 JSON_TYPES = ("application/json",)
 
@@ -43,7 +45,8 @@ class Call:
         A subject token may only name its own subject. An unknown key is kept as is (entitlements
         create their subject on first use)."""
         id_or_key = self.path[name]
-        if not self.principal.admin and id_or_key == self.principal.subject_key:
+        if id_or_key == self.principal.subject_key or not ULID.match(id_or_key):
+            self.principal.require_subject(id_or_key)
             return id_or_key
         found = await subjects_svc.get_subject(self.rt, id_or_key)
         key = found.key if found else id_or_key

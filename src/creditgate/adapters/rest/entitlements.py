@@ -1,0 +1,188 @@
+"""REST: entitlements of subjects, their values, history and resets (type lower case; static config as a
+JSON string on the wire)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from creditgate.adapters.rest.models import (
+    BalanceWindowOut,
+    BurndownSegmentOut,
+    EntitlementIn,
+    EntitlementListQuery,
+    EntitlementOut,
+    EntitlementValueOut,
+    GrantUsageOut,
+    HistoryOut,
+    HistoryQuery,
+    Period,
+    ResetIn,
+    SubjectEntitlementsQuery,
+    UsagePeriodOut,
+    ValueQuery,
+)
+from creditgate.adapters.rest.router import Call, api
+from creditgate.domain import current_usage_period
+from creditgate.domain.errors import BadInput, NotFound
+from creditgate.services import entitlements as svc
+from creditgate.services import features as feature_svc
+from creditgate.services import history as history_svc
+from creditgate.services import values as value_svc
+from creditgate.services.balances import to_metered
+from creditgate.services.records import Entitlement, Reset
+from creditgate.services.runtime import Runtime
+
+TAG = "Entitlements"
+ENT = "/subjects/{subjectIdOrKey}/entitlements"
+
+
+def num(x: Decimal | None) -> float | None:
+    return None if x is None else float(x)
+
+
+def config_text(config: Any) -> str | None:
+    return None if config is None else orjson.dumps(config).decode()
+
+
+def entitlement_out(e: Entitlement, resets: list[Reset], now: datetime) -> EntitlementOut:
+    out = EntitlementOut(id=e.id, type=e.type.lower(), feature_id=e.feature_id,
+                         feature_key=e.feature_key, subject_key=e.subject_key, metadata=e.metadata,
+                         created_at=e.created_at, updated_at=e.updated_at, deleted_at=e.deleted_at)
+    if e.type == "STATIC":
+        out.config = config_text(e.config)
+    elif e.type == "METERED":
+        anchor = svc.current_anchor(e, resets)
+        start, end = current_usage_period(to_metered(e, resets), now)
+        assert anchor is not None and e.usage_period_interval is not None
+        out.is_soft_limit, out.is_unlimited = e.is_soft_limit, False
+        out.issue_after_reset, out.issue_after_reset_priority = num(e.issue_after_reset), e.issue_after_reset_priority
+        out.measure_usage_from = e.measure_usage_from
+        out.usage_period = UsagePeriodOut(interval=e.usage_period_interval, anchor=anchor)
+        out.current_usage_period = Period(from_=start, to=end)
+        out.last_reset = start
+    return out
+
+
+async def entitlements_out(rt: Runtime, ents: list[Entitlement]) -> list[EntitlementOut]:
+    metered = [e.id for e in ents if e.type == "METERED"]
+    resets = await svc.resets_of(rt, metered) if metered else {}
+    now = rt.now()
+    return [entitlement_out(e, resets.get(e.id, []), now) for e in ents]
+
+
+async def subject_entitlement(c: Call, subject_key: str) -> Entitlement:
+    """The entitlement of the path (by id), which must belong to the subject."""
+    ent_id = c.path["entitlementId"]
+    found = await svc.get_entitlement(c.rt, ent_id)
+    if found is None or found.subject_key != subject_key:
+        raise NotFound(f"entitlement {ent_id!r} not found for subject {subject_key!r}")
+    return found
+
+
+def parse_config(config: str | dict[str, Any] | None) -> Any:
+    if not isinstance(config, str):
+        return config
+    try:
+        return orjson.loads(config)
+    except orjson.JSONDecodeError:
+        raise BadInput("config must be a JSON object encoded as a string") from None
+
+
+@api.route("GET", "/entitlements", op_id="listEntitlements", tag=TAG, summary="List entitlements of all subjects",
+           query=EntitlementListQuery, response=list[EntitlementOut])
+async def list_entitlements(c: Call) -> list[EntitlementOut]:
+    q: EntitlementListQuery = c.query
+    found = await svc.list_entitlements(c.rt, include_deleted=q.include_deleted, limit=q.limit, offset=q.offset)
+    return await entitlements_out(c.rt, found)
+
+
+@api.route("GET", ENT, op_id="listSubjectEntitlements", tag=TAG, summary="List the entitlements of a subject",
+           query=SubjectEntitlementsQuery, response=list[EntitlementOut], access="subject")
+async def list_subject_entitlements(c: Call) -> list[EntitlementOut]:
+    q: SubjectEntitlementsQuery = c.query
+    key = await c.subject_key()
+    return await entitlements_out(c.rt, await svc.list_entitlements(c.rt, key, include_deleted=q.include_deleted))
+
+
+@api.route("POST", ENT, op_id="createEntitlement", tag=TAG, summary="Create an entitlement for a subject",
+           status=201, body=EntitlementIn, response=EntitlementOut)
+async def create_entitlement(c: Call) -> EntitlementOut:
+    b: EntitlementIn = c.body
+    key = await c.subject_key()
+    feature_key = b.feature_key
+    if b.feature_id is not None:
+        feature = await feature_svc.get_feature(c.rt, b.feature_id)
+        if feature is None or (feature_key is not None and feature.key != feature_key):
+            raise NotFound(f"feature {b.feature_id!r} not found")
+        feature_key = feature.key
+    if feature_key is None:
+        raise BadInput("featureId or featureKey is required")
+    up = b.usage_period
+    inp = svc.EntitlementInput(
+        type=b.type.upper(), feature_key=feature_key, metadata=b.metadata,
+        usage_period_interval=up.interval if up else None, usage_period_anchor=up.anchor if up else None,
+        has_usage_period=up is not None, is_soft_limit=b.is_soft_limit, measure_usage_from=b.measure_usage_from,
+        issue_after_reset=b.issue_after_reset, issue_after_reset_priority=b.issue_after_reset_priority,
+        config=parse_config(b.config))
+    return (await entitlements_out(c.rt, [await svc.create_entitlement(c.rt, key, inp)]))[0]
+
+
+@api.route("GET", ENT + "/{entitlementId}", op_id="getEntitlement", tag=TAG, summary="Get an entitlement",
+           response=EntitlementOut, access="subject")
+async def get_entitlement(c: Call) -> EntitlementOut:
+    ent = await subject_entitlement(c, await c.subject_key())
+    return (await entitlements_out(c.rt, [ent]))[0]
+
+
+@api.route("DELETE", ENT + "/{entitlementId}", op_id="deleteEntitlement", tag=TAG,
+           summary="Delete an entitlement (soft)", status=204)
+async def delete_entitlement(c: Call) -> None:
+    await svc.delete_entitlement(c.rt, await c.subject_key(), c.path["entitlementId"])
+
+
+@api.route("GET", ENT + "/{entitlementIdOrFeatureKey}/value", op_id="getEntitlementValue", tag=TAG,
+           summary="The value of an entitlement (by id or feature key) at a time (default now)",
+           query=ValueQuery, response=EntitlementValueOut, access="subject")
+async def get_entitlement_value(c: Call) -> EntitlementValueOut:
+    q: ValueQuery = c.query
+    ref = c.path["entitlementIdOrFeatureKey"]
+    key = await c.subject_key()
+    access = await value_svc.entitlement_value(c.rt, key, ref, q.time)
+    v = access.value
+    if v is None:
+        raise NotFound(f"no entitlement {ref!r} for subject {key!r}")
+    return EntitlementValueOut(has_access=v.has_access, balance=num(v.balance), usage=num(v.usage),
+                               overage=num(v.overage), config=config_text(v.config))
+
+
+@api.route("GET", ENT + "/{entitlementId}/history", op_id="getEntitlementHistory", tag=TAG,
+           summary="Usage and balance history of a metered entitlement", query=HistoryQuery, response=HistoryOut,
+           access="subject")
+async def get_entitlement_history(c: Call) -> HistoryOut:
+    q: HistoryQuery = c.query
+    ent = await subject_entitlement(c, await c.subject_key())
+    if ent.deleted_at is not None and ent.deleted_at <= c.rt.now():
+        raise NotFound(f"entitlement {ent.id!r} is deleted")
+    h = await history_svc.history(c.rt, ent, q.window_size, q.from_, q.to, q.window_time_zone)
+    return HistoryOut(
+        windowed_history=[BalanceWindowOut(period=Period(from_=w.start, to=w.end), usage=float(w.usage),
+                                           balance_at_start=float(w.balance_at_start)) for w in h.windows],
+        burndown_history=[BurndownSegmentOut(
+            period=Period(from_=s.start, to=s.end), usage=float(s.usage), overage=float(s.overage),
+            balance_at_start=float(s.balance_at_start), balance_at_end=float(s.balance_at_end),
+            grant_balances_at_start={k: float(v) for k, v in s.balances_at_start.items()},
+            grant_balances_at_end={k: float(v) for k, v in s.balances_at_end.items()},
+            grant_usages=[GrantUsageOut(grant_id=k, usage=float(v)) for k, v in s.grant_usage.items()],
+        ) for s in h.segments])
+
+
+@api.route("POST", ENT + "/{entitlementId}/reset", op_id="resetEntitlementUsage", tag=TAG,
+           summary="Reset the usage of a metered entitlement", status=204, body=ResetIn)
+async def reset_entitlement_usage(c: Call) -> None:
+    b: ResetIn = c.body
+    await svc.reset_entitlement(c.rt, await c.subject_key(), c.path["entitlementId"], b.effective_at,
+                                b.retain_anchor)
