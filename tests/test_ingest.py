@@ -228,3 +228,18 @@ async def test_list_events_filters(gql: GQL, rt: Runtime, clock: Clock) -> None:
     assert len(await event_svc.list_events(rt, ingested_from=clock())) == 3
     with pytest.raises(BadInput):
         await event_svc.list_events(rt, limit=0)
+
+
+async def test_awkward_text_round_trips(gql: GQL, rt: Runtime) -> None:
+    await gql.ok(CREATE, input={"slug": "calls", "eventType": "t\\n\tx", "aggregation": "COUNT",
+                                "groupBy": {"g": "$['k\\\\ey']"}})
+    odd = "a\tb\\c\nd\r\\N é 🚀"
+    data = {"text": odd, "k\\ey": odd, "nested": {"list": [1, "\\", None]}}
+    got = await gql.ok(INGEST, e=[{"id": odd, "source": odd, "type": "t\\n\tx", "subject": odd, "data": data}])
+    assert got["ingestEvents"] == {"accepted": 1, "duplicates": 0}
+    (stored,) = await event_svc.list_events(rt)
+    assert (stored.id, stored.source, stored.type, stored.subject, stored.data) == (odd, odd, "t\\n\tx", odd, data)
+    rows = (await gql.ok(QUERY, m="calls", q={"groupBy": ["subject", "g"]}))["meterQuery"]
+    assert [(r["subject"], r["groupBy"], r["value"]) for r in rows] == [(odd, {"g": odd}, 1.0)]
+    dup = await gql.ok(INGEST, e=[{"id": odd, "source": odd, "type": "x", "subject": "s"}])
+    assert dup["ingestEvents"] == {"accepted": 0, "duplicates": 1}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
+from typing import Any
 
 import strawberry
+from strawberry.types.base import get_object_definition
 
 from creditgate.adapters.graphql.context import Info
 from creditgate.adapters.graphql.scalars import JSON, DateTime
@@ -84,6 +87,16 @@ class CloudEventInput:
     data: JSON | None = None
 
 
+def _event_from_input(_cls: type, value: Mapping[str, Any], _ctx: Any) -> EventInput:
+    """Builds the service's record straight from the coerced input (Strawberry's generic
+    conversion costs more than the rest of a 1000-event ingest)."""
+    return EventInput(id=value["id"], source=value["source"], type=value["type"], subject=value["subject"],
+                      specversion=value.get("specversion"), time=value.get("time"), data=value.get("data"))
+
+
+get_object_definition(CloudEventInput, strict=True).from_input = _event_from_input
+
+
 @strawberry.input
 class MeterQueryInput:
     from_: DateTime | None = strawberry.field(name="from", default=None)
@@ -136,7 +149,6 @@ class MeterMutation:
 
     @strawberry.mutation
     async def ingest_events(self, info: Info, events: list[CloudEventInput]) -> IngestResult:
-        batch = [EventInput(id=e.id, source=e.source, type=e.type, subject=e.subject, specversion=e.specversion,
-                            time=e.time, data=e.data) for e in events]
+        batch: list[EventInput] = events  # type: ignore[assignment]  # built by _event_from_input
         result = await event_svc.ingest_events(info.context.admin(), batch)
         return IngestResult(accepted=result.accepted, duplicates=result.duplicates)

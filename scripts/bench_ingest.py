@@ -1,0 +1,135 @@
+"""Ingest throughput on PostgreSQL: events/s for batches of 1000 through the service layer and
+through GraphQL over HTTP (ASGI in-process), beside a raw COPY of the same rows.
+
+    uv run python scripts/bench_ingest.py [--batches 20] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+
+Creates a throwaway database creditgate_bench_<random>, migrates it and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+
+from creditgate.adapters.sql.db import Database, migrate
+from creditgate.app import create_app
+from creditgate.config import Settings
+from creditgate.services import events, meters
+from creditgate.services.records import EventInput
+from creditgate.services.runtime import Runtime
+
+BATCH = 1000
+START = datetime(2024, 1, 1, tzinfo=UTC)
+INGEST = "mutation($e: [CloudEventInput!]!) { ingestEvents(events: $e) { accepted duplicates } }"
+
+
+def make_batch(prefix: str, n: int) -> list[dict[str, Any]]:
+    """1000 events over 100 subjects, 2 models, spread over ~17 minutes."""
+    return [{"id": f"{prefix}-{i}", "source": "bench", "type": "prompt", "subject": f"customer-{i % 100}",
+             "time": (START + timedelta(seconds=n * 10 + i)).isoformat().replace("+00:00", "Z"),
+             "data": {"tokens": i % 50 + 0.5, "model": "gpt" if i % 2 else "llama"}} for i in range(BATCH)]
+
+
+def as_inputs(batch: list[dict[str, Any]]) -> list[EventInput]:
+    return [EventInput(id=e["id"], source=e["source"], type=e["type"], subject=e["subject"], time=e["time"],
+                       data=e["data"]) for e in batch]
+
+
+async def service_path(rt: Runtime, batches: int, tag: str = "svc") -> float:
+    prepared = [as_inputs(make_batch(f"{tag}{n}", n)) for n in range(batches)]
+    t0 = time.perf_counter()
+    for batch in prepared:
+        result = await events.ingest_events(rt, batch)
+        assert result.accepted == BATCH, result
+    return batches * BATCH / (time.perf_counter() - t0)
+
+
+async def graphql_path(rt: Runtime, batches: int, tag: str = "gql") -> float:
+    bodies = [orjson.dumps({"query": INGEST, "variables": {"e": make_batch(f"{tag}{n}", n)}})
+              for n in range(batches)]
+    app = create_app(runtime=rt)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+        t0 = time.perf_counter()
+        for body in bodies:
+            resp = await client.post("/graphql", content=body, headers={"content-type": "application/json"})
+            data = resp.json()
+            assert data["data"]["ingestEvents"]["accepted"] == BATCH, data
+        return batches * BATCH / (time.perf_counter() - t0)
+
+
+async def copy_path(url: str, batches: int) -> float:
+    """The floor: COPY of the same rows into an unindexed scratch table."""
+    rows = [(e["id"], e["source"], e["type"], e["subject"], datetime.fromisoformat(e["time"]),
+             orjson.dumps(e["data"]).decode()) for n in range(batches) for e in make_batch(f"copy{n}", n)]
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        await conn.execute("CREATE TABLE scratch_events (event_id text, source text, type text, subject text, "
+                           "time timestamptz, data jsonb)")
+        await conn.commit()
+        t0 = time.perf_counter()
+        for n in range(batches):
+            async with conn.cursor() as cur, cur.copy(
+                    "COPY scratch_events (event_id, source, type, subject, time, data) FROM STDIN") as copy:
+                for row in rows[n * BATCH:(n + 1) * BATCH]:
+                    await copy.write_row(row)
+            await conn.commit()
+        return batches * BATCH / (time.perf_counter() - t0)
+
+
+async def run(url: str, batches: int, profile: str | None) -> None:
+    settings = Settings(database_url=url, redis_url=None)
+    db = Database(url)
+    rt = Runtime(settings=settings, db=db)
+    try:
+        await meters.create_meter(rt, "tokens", "prompt", "SUM", value_property="$.tokens",
+                                  group_by={"model": "$.model"})
+        await meters.create_meter(rt, "calls", "prompt", "COUNT")
+        await events.ingest_events(rt, as_inputs(make_batch("warmup", 0)))
+        if profile:
+            from pyinstrument import Profiler
+
+            with Profiler() as prof:
+                if profile == "gql":
+                    await graphql_path(rt, batches, "prof")
+                else:
+                    await service_path(rt, batches, "prof")
+            prof.print(show_all=os.environ.get("SHOW_ALL") == "1")
+        svc = await service_path(rt, batches)
+        gql = await graphql_path(rt, batches)
+        copy = await copy_path(url.replace("postgresql+psycopg://", "postgresql://"), batches)
+    finally:
+        await db.close()
+    print(f"batches of {BATCH}, {batches} batches, 2 meters (SUM with groupBy, COUNT)")
+    print(f"{'path':<28}{'events/s':>12}{'vs COPY':>10}")
+    for name, rate in [("service ingest_events", svc), ("GraphQL ingestEvents (HTTP)", gql), ("raw COPY", copy)]:
+        print(f"{name:<28}{rate:>12,.0f}{rate / copy:>10.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--profile", choices=["svc", "gql"], help="print a pyinstrument profile of one path")
+    args = parser.parse_args()
+    name = f"creditgate_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(args.pg, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = args.pg.rsplit("/", 1)[0] + "/" + name
+    try:
+        migrate(url)
+        asyncio.run(run(url, args.batches, args.profile))
+    finally:
+        with psycopg.connect(args.pg, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
