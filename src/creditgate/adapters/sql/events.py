@@ -119,13 +119,14 @@ async def add_minutes(session: AsyncSession, deltas: Sequence[MinuteDelta], valu
 
 # PostgreSQL: the rows are COPied into temporary tables (emptied at commit), then moved with one
 # INSERT ... SELECT per table in primary-key order (so concurrent batches lock rows in one order).
+# `groups` is the group key itself (canonical JSON), so it is not sent twice.
 _PG_TEMP = """
 CREATE TEMP TABLE IF NOT EXISTS ingest_events (event_id text, source text, type text, subject text,
   time timestamptz, data jsonb, ingested_at timestamptz, validation_error text) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS ingest_minutes (meter_id text, subject text, group_key text, minute timestamptz,
-  groups jsonb, sum numeric, count bigint, min float8, max float8) ON COMMIT DELETE ROWS;
+  sum numeric, count bigint, min float8, max float8) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS ingest_values (meter_id text, subject text, group_key text, minute timestamptz,
-  value text, groups jsonb) ON COMMIT DELETE ROWS"""
+  value text) ON COMMIT DELETE ROWS"""
 
 _PG_EVENTS = """
 INSERT INTO events (event_id, source, type, subject, time, data, ingested_at, validation_error)
@@ -135,14 +136,16 @@ RETURNING source, event_id"""
 
 _PG_MINUTES = """
 INSERT INTO meter_minutes AS m (meter_id, subject, group_key, minute, groups, sum, count, min, max)
-SELECT * FROM ingest_minutes ORDER BY meter_id, subject, group_key, minute
+SELECT meter_id, subject, group_key, minute, group_key::jsonb AS groups, sum, count, min, max
+FROM ingest_minutes ORDER BY meter_id, subject, group_key, minute
 ON CONFLICT (meter_id, subject, group_key, minute) DO UPDATE SET
   sum = m.sum + excluded.sum, count = m.count + excluded.count,
   min = least(m.min, excluded.min), max = greatest(m.max, excluded.max)"""
 
 _PG_VALUES = """
 INSERT INTO meter_minute_values (meter_id, subject, group_key, minute, value, groups)
-SELECT * FROM ingest_values ORDER BY meter_id, subject, group_key, minute, value
+SELECT meter_id, subject, group_key, minute, value, group_key::jsonb AS groups
+FROM ingest_values ORDER BY meter_id, subject, group_key, minute, value
 ON CONFLICT DO NOTHING"""
 
 
@@ -189,12 +192,12 @@ async def _pg_add_minutes(session: AsyncSession, deltas: Sequence[MinuteDelta],
                           values: Sequence[MinuteValue]) -> None:
     async with (await _driver(session, create=False)).cursor() as cur:
         if deltas:
-            await _copy(cur, "ingest_minutes", [(d.meter_id, d.subject, d.group_key, d.minute, _json(d.groups),
+            await _copy(cur, "ingest_minutes", [(d.meter_id, d.subject, d.group_key, d.minute,
                                                  d.sum, d.count, d.min, d.max) for d in deltas])
             await cur.execute(_PG_MINUTES)
         if values:
-            await _copy(cur, "ingest_values", [(v.meter_id, v.subject, v.group_key, v.minute, v.value,
-                                                _json(v.groups)) for v in values])
+            await _copy(cur, "ingest_values", [(v.meter_id, v.subject, v.group_key, v.minute, v.value)
+                                               for v in values])
             await cur.execute(_PG_VALUES)
 
 
