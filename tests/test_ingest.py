@@ -243,3 +243,17 @@ async def test_awkward_text_round_trips(gql: GQL, rt: Runtime) -> None:
     assert [(r["subject"], r["groupBy"], r["value"]) for r in rows] == [(odd, {"g": odd}, 1.0)]
     dup = await gql.ok(INGEST, e=[{"id": odd, "source": odd, "type": "x", "subject": "s"}])
     assert dup["ingestEvents"] == {"accepted": 0, "duplicates": 1}
+
+
+async def test_nul_characters_and_huge_integers(gql: GQL, rt: Runtime) -> None:
+    err = await gql.error(INGEST, "BAD_USER_INPUT", e=[ev(1), ev(2, subject="a\u0000b")])
+    assert "event 1" in err["message"]
+    await gql.error(INGEST, "BAD_USER_INPUT", e=[ev(1, data={"k": ["x\u0000"]})])
+    await gql.error(INGEST, "BAD_USER_INPUT", e=[ev(1, data={"k\u0000": 1})])
+    assert await events_stored(rt) == 0
+    # a literal backslash-u0000 is ordinary text; integers beyond 64 bits are kept
+    data = {"text": "\\u0000", "big": 123456789012345678901234567890}
+    got = await gql.ok(INGEST, e=[ev(1, data=data)])
+    assert got["ingestEvents"]["accepted"] == 1
+    (stored,) = await event_svc.list_events(rt)
+    assert stored.data == data

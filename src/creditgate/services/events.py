@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,6 +62,16 @@ def _required(index: int, name: str, value: Any) -> str:
     return value
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def check_event(index: int, e: EventInput, now: datetime) -> NewEvent:
     """A structurally valid event, or BadInput naming its index."""
     event_id = _required(index, "id", e.id)
@@ -76,8 +87,14 @@ def check_event(index: int, e: EventInput, now: datetime) -> NewEvent:
     data = e.data if e.data is not None else {}
     if not isinstance(data, dict):
         raise BadInput(f"event {index}: data must be a JSON object")
+    try:
+        data_json = orjson.dumps(data).decode()
+    except TypeError:  # integers beyond 64 bits
+        data_json = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    if "\x00" in event_id + source + type_ + subject or ("\\u0000" in data_json and _has_nul(data)):
+        raise BadInput(f"event {index}: text must not contain NUL characters")
     return NewEvent(event_id=event_id, source=source, type=type_, subject=subject, time=time, data=data,
-                    ingested_at=now, validation_error=None)
+                    ingested_at=now, validation_error=None, data_json=data_json)
 
 
 def numeric_value(raw: Any) -> Decimal:
