@@ -8,7 +8,6 @@ from typing import Any
 
 from starlette.responses import Response
 
-from creditgate.adapters.graphql.scalars import format_datetime
 from creditgate.adapters.rest.models import (
     MeterIn,
     MeterOut,
@@ -16,6 +15,7 @@ from creditgate.adapters.rest.models import (
     MeterQueryResult,
     MeterQueryRowOut,
     PortalMeterQueryParams,
+    format_time,
 )
 from creditgate.adapters.rest.router import Call, api
 from creditgate.domain.errors import Forbidden
@@ -69,7 +69,7 @@ def _csv(rows: list[MeterQueryRow], group_names: list[str]) -> Response:
     w = csv.writer(out, lineterminator="\n")
     w.writerow(["window_start", "window_end", "subject", *group_names, "value"])
     for r in rows:
-        w.writerow([format_datetime(r.window_start), format_datetime(r.window_end), r.subject or "",
+        w.writerow([format_time(r.window_start), format_time(r.window_end), r.subject or "",
                     *((r.group_by.get(g) or "") for g in group_names), f"{float(r.value):g}"])
     return Response(out.getvalue(), media_type="text/csv")
 

@@ -5,13 +5,19 @@ They describe shapes only; the rules (formats, ranges, uniqueness) live in the s
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
-from creditgate.adapters.graphql.scalars import format_datetime, parse_datetime
+from creditgate.adapters.graphql.scalars import parse_datetime
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with "Z", fractional seconds only when present; years always have four digits."""
+    text = value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+    return text.rstrip("0").rstrip(".") + "Z"
 
 
 def _parse_time(value: Any) -> datetime:
@@ -21,7 +27,7 @@ def _parse_time(value: Any) -> datetime:
 
 
 # RFC 3339 in ("+" may arrive unescaped in a query string, decoded as a space), UTC "Z" out.
-Time = Annotated[datetime, BeforeValidator(_parse_time), PlainSerializer(format_datetime, return_type=str),
+Time = Annotated[datetime, BeforeValidator(_parse_time), PlainSerializer(format_time, return_type=str),
                  WithJsonSchema({"type": "string", "format": "date-time"})]
 Number = Annotated[float, Field()]
 
