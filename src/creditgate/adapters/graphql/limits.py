@@ -52,12 +52,14 @@ def _too_long(value: Any) -> bool:
 
 
 class VariableListLimit(SchemaExtension):
-    """Refuse variables holding a list longer than MAX_LIST, before execution."""
+    """Refuse variables holding a list longer than MAX_LIST, before execution.
+
+    Runs after ValidationCache (listed before it), whose errors it extends."""
 
     def on_validate(self) -> Iterator[None]:
-        yield
         variables = self.execution_context.variables or {}
         if any(_too_long(v) for v in variables.values()):
             errors = list(self.execution_context.pre_execution_errors or [])
             errors.append(GraphQLError(f"a list variable may hold at most {MAX_LIST} items"))
             self.execution_context.pre_execution_errors = errors
+        yield
