@@ -144,6 +144,9 @@ def test_grant_validation(om: Client) -> None:
                 {**base, "expiration": {"duration": "DAY", "count": 0}},
                 {**base, "minRolloverAmount": 2, "maxRolloverAmount": 1},
                 {**base, "effectiveAt": "2024-01-14T00:00:00Z"}, {**base, "effectiveAt": "soon"},
+                {**base, "effectiveAt": "0001-01-01T00:00:00+03:00"},
+                {**base, "effectiveAt": "9999-12-31T00:00:00Z", "expiration": {"duration": "YEAR", "count": 1}},
+                {**base, "expiration": {"duration": "YEAR", "count": 10**12}},
                 {k: v for k, v in base.items() if k != "expiration"}]:
         with pytest.raises(HttpResponseError) as err:
             om.create_grant("cust-1", ent["id"], bad)

@@ -57,5 +57,9 @@ def error_response(exc: Exception, instance: str | None = None) -> Response:
         return problem(exc.status, exc.detail, instance=instance)
     if isinstance(exc, ValidationError):
         return problem(400, validation_detail(exc, "request"), instance=instance)
+    if isinstance(exc, OverflowError):
+        # Date arithmetic on extreme inputs (year 9999 plus a duration...): the input is at fault.
+        log.warning("out of range input in %s: %s", instance, exc)
+        return problem(400, "a date or number is out of the supported range", instance=instance)
     log.error("unexpected error in %s", instance, exc_info=exc)
     return problem(500, "Internal error.", instance=instance)

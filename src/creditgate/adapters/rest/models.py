@@ -23,7 +23,10 @@ def format_time(value: datetime) -> str:
 def _parse_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value
-    return parse_datetime(value.replace(" ", "+") if isinstance(value, str) else value)
+    try:
+        return parse_datetime(value.replace(" ", "+") if isinstance(value, str) else value)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+03:00 has no UTC equivalent
+        raise ValueError("date-time out of range") from None
 
 
 # RFC 3339 in ("+" may arrive unescaped in a query string, decoded as a space), UTC "Z" out.
