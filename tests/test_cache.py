@@ -463,3 +463,12 @@ async def test_close_bumps_when_dirty(server: Server, mono: Mono) -> None:
     assert await values(b, keys) == [None]
     await b.close()
 
+
+
+def test_hiredis_packing_matches_redis_py() -> None:
+    from creditgate.adapters.cache.redis_cache import HiredisConnection
+
+    fast, plain = HiredisConnection(), Connection()
+    for args in [("MGET", "a", b"b\x00\xff", "é"), ("CLIENT SETINFO", "LIB-NAME", "x"), (b"SCRIPT LOAD", "return 1"),
+                 ("SET", "k", b"v", "PX", 1500), ("EVALSHA", "abc", 0)]:
+        assert b"".join(fast.pack_command(*args)) == b"".join(plain.pack_command(*args))
