@@ -51,9 +51,13 @@ class CreateFeatureInput:
 @strawberry.type
 class FeatureQuery:
     @strawberry.field
-    async def features(self, info: Info, include_archived: bool = False, limit: int = 1000, offset: int = 0,
-                       order_by: FeatureOrderBy = FeatureOrderBy.UPDATED_AT) -> list[Feature]:
-        rows = await svc.list_features(info.context.admin(), include_archived, limit, offset, order_by.value)
+    async def features(self, info: Info, include_archived: bool | None = False, limit: int | None = 1000,
+                       offset: int | None = 0,
+                       order_by: FeatureOrderBy | None = FeatureOrderBy.UPDATED_AT) -> list[Feature]:
+        # The contract makes these nullable with defaults: an explicit null means the default.
+        order = (order_by or FeatureOrderBy.UPDATED_AT).value
+        rows = await svc.list_features(info.context.admin(), bool(include_archived),
+                                       1000 if limit is None else limit, offset or 0, order)
         return [Feature.of(f) for f in rows]
 
     @strawberry.field
