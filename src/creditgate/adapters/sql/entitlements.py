@@ -6,11 +6,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import or_, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from creditgate.adapters.sql.dialect import dialect_name, is_unique_violation
+from creditgate.adapters.sql.dialect import dialect_name, insert_unique
 from creditgate.adapters.sql.tables import EntitlementRow, ResetRow
 from creditgate.domain.errors import Conflict
 from creditgate.services.records import Entitlement, Reset
@@ -48,16 +47,12 @@ async def insert_entitlement(session: AsyncSession, e: Entitlement) -> Entitleme
         measure_usage_from=e.measure_usage_from, issue_after_reset=e.issue_after_reset,
         issue_after_reset_priority=e.issue_after_reset_priority, created_at=e.created_at,
         updated_at=e.updated_at, deleted_at=None)
-    try:
-        async with session.begin_nested():
-            session.add(row)
-            await session.flush()
-    except IntegrityError as exc:
-        if not is_unique_violation(exc, "uq_entitlements_active"):
-            raise
+    async def conflict() -> Conflict:
         existing = await active_for(session, e.subject_key, e.feature_id)
-        raise Conflict(f"subject {e.subject_key!r} already has an active entitlement for feature "
-                       f"{e.feature_key!r}", conflicting_entity_id=existing.id if existing else None) from None
+        return Conflict(f"subject {e.subject_key!r} already has an active entitlement for feature "
+                        f"{e.feature_key!r}", conflicting_entity_id=existing.id if existing else None)
+
+    await insert_unique(session, row, "uq_entitlements_active", conflict)
     return to_entitlement(row)
 
 

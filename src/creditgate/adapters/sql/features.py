@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import or_
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from creditgate.adapters.sql.dialect import is_unique_violation
+from creditgate.adapters.sql.dialect import insert_unique
 from creditgate.adapters.sql.tables import FeatureRow
 from creditgate.domain.errors import Conflict
 from creditgate.services.records import Feature
@@ -38,16 +37,12 @@ async def insert_feature(session: AsyncSession, feature: Feature) -> Feature:
     row = FeatureRow(id=feature.id, key=feature.key, name=feature.name, metadata_=feature.metadata,
                      meter_slug=feature.meter_slug, meter_group_by_filters=feature.meter_group_by_filters,
                      created_at=feature.created_at, updated_at=feature.updated_at)
-    try:
-        async with session.begin_nested():
-            session.add(row)
-            await session.flush()
-    except IntegrityError as exc:
-        if not is_unique_violation(exc, "uq_features_key_live"):
-            raise
+    async def conflict() -> Conflict:
         existing = await live_by_key(session, feature.key)
-        raise Conflict(f"feature key {feature.key!r} is in use",
-                       conflicting_entity_id=existing.id if existing else None) from None
+        return Conflict(f"feature key {feature.key!r} is in use",
+                           conflicting_entity_id=existing.id if existing else None)
+
+    await insert_unique(session, row, "uq_features_key_live", conflict)
     return to_feature(row)
 
 

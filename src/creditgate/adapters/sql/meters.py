@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import or_
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from creditgate.adapters.sql.dialect import is_unique_violation
+from creditgate.adapters.sql.dialect import insert_unique
 from creditgate.adapters.sql.tables import FeatureRow, MeterRow
 from creditgate.domain.errors import Conflict
 from creditgate.services.records import Meter
@@ -47,16 +46,12 @@ async def insert_meter(session: AsyncSession, meter: Meter) -> Meter:
     row = MeterRow(id=meter.id, slug=meter.slug, description=meter.description, event_type=meter.event_type,
                    aggregation=meter.aggregation, value_property=meter.value_property, group_by=meter.group_by,
                    window_size=meter.window_size, created_at=meter.created_at, updated_at=meter.updated_at)
-    try:
-        async with session.begin_nested():
-            session.add(row)
-            await session.flush()
-    except IntegrityError as exc:
-        if not is_unique_violation(exc, "uq_meters_slug_live"):
-            raise
+    async def conflict() -> Conflict:
         existing = await get_meter(session, meter.slug)
-        raise Conflict(f"meter slug {meter.slug!r} is in use",
-                       conflicting_entity_id=existing.id if existing else None) from None
+        return Conflict(f"meter slug {meter.slug!r} is in use",
+                           conflicting_entity_id=existing.id if existing else None)
+
+    await insert_unique(session, row, "uq_meters_slug_live", conflict)
     return to_meter(row)
 
 
