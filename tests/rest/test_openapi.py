@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import jsonschema_rs
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
@@ -15,9 +14,6 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from tests.rest.conftest import API_KEY, Server
 
-# adapters/sql/meter_query.meter_subjects uses a column-level distinct() that SQLAlchemy warns about
-# (not REST code; reported to its owner).
-pytestmark = pytest.mark.filterwarnings("ignore:Column-expression-level unary distinct")
 # Generated cases per operation; raise it locally for a deeper search (the suite stays fast and fixed).
 EXAMPLES = int(os.environ.get("CREDITGATE_FUZZ_EXAMPLES", "12"))
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -42,9 +42,6 @@ def test_meters(om: Client) -> None:
         om.delete_meter("calls")
 
 
-# adapters/sql/meter_query.meter_subjects uses a column-level distinct() that SQLAlchemy warns about
-# (not REST code; reported to its owner).
-@pytest.mark.filterwarnings("ignore:Column-expression-level unary distinct")
 def test_ingest_list_and_query(om: Client) -> None:
     om.create_meter(METER)
     assert om.ingest_events(ev(1, "cust-1", 5)) is None  # application/cloudevents+json
