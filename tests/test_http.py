@@ -96,3 +96,16 @@ def test_serve_refuses_public_host_without_keys(tmp_path: object) -> None:
                           capture_output=True, text=True, env=env, timeout=60, cwd=str(tmp_path))
     assert proc.returncode == 2
     assert "CREDITGATE_API_KEYS" in proc.stderr
+
+
+def test_datetime_scalar_edges() -> None:
+    from datetime import UTC, datetime
+
+    from creditgate.adapters.graphql.scalars import format_datetime, parse_datetime
+
+    assert format_datetime(datetime(33, 1, 2, 3, 4, 5, tzinfo=UTC)) == "0033-01-02T03:04:05Z"
+    assert format_datetime(datetime(2024, 1, 2, 3, 4, 5, 120000, tzinfo=UTC)) == "2024-01-02T03:04:05.12Z"
+    assert parse_datetime("2024-03-31T02:30:00+02:00") == datetime(2024, 3, 31, 0, 30, tzinfo=UTC)
+    for bad in ("0001-01-01T00:00:00+03:00", "2024-01-01T00:00:00", "yesterday", 5):
+        with pytest.raises(ValueError):
+            parse_datetime(bad)

@@ -20,7 +20,7 @@ DateTime = datetime
 
 def format_datetime(value: datetime) -> str:
     value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    text = f"{value.year:04d}-{value:%m-%dT%H:%M:%S}"
     if value.microsecond:
         text += f".{value.microsecond:06d}".rstrip("0")
     return text + "Z"
@@ -31,11 +31,13 @@ def parse_datetime(value: Any) -> datetime:
         raise ValueError("DateTime must be an RFC 3339 string")
     try:
         parsed = datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            raise ValueError(f"DateTime needs a time zone offset or 'Z': {value!r}")
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        if "time zone" in str(exc):
+            raise
         raise ValueError(f"invalid RFC 3339 DateTime: {value!r}") from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"DateTime needs a time zone offset or 'Z': {value!r}")
-    return parsed.astimezone(UTC)
 
 
 SCALARS: dict[object, Any] = {
