@@ -13,7 +13,7 @@ log = logging.getLogger("creditgate.graphql")
 
 
 def is_unexpected(error: GraphQLError) -> bool:
-    return error.path is not None and not isinstance(error.original_error, DomainError)
+    return error.path is not None and not isinstance(error.original_error, (DomainError, OverflowError))
 
 
 def log_unexpected(errors: list[GraphQLError]) -> None:
@@ -31,6 +31,9 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
         ext, message = {"code": original.code}, original.message
         if original.conflicting_entity_id:
             ext["conflictingEntityId"] = original.conflicting_entity_id
+    elif isinstance(original, OverflowError):
+        # Date arithmetic on extreme inputs (year 9999 plus a duration...): the input is at fault.
+        ext, message = {"code": "BAD_USER_INPUT"}, "a date or number is out of the supported range"
     elif error.path is None:
         # Parse, validation and variable errors: the caller's query is at fault.
         ext, message = {"code": "BAD_USER_INPUT"}, error.message
