@@ -99,6 +99,10 @@ def check_event(index: int, e: EventInput, now: datetime) -> NewEvent:
 
 def numeric_value(raw: Any) -> Decimal:
     """A meter value: a JSON number or a numeric string; ValueError otherwise."""
+    if type(raw) is int:  # the common case first (bool is not an int here)
+        if -_LIMIT_INT < raw < _LIMIT_INT:
+            return Decimal(raw)
+        raise ValueError("is out of range")
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         raise ValueError("must be a number or a numeric string")
     try:
@@ -109,71 +113,117 @@ def numeric_value(raw: Any) -> Decimal:
         raise ValueError("must be a finite number")
     if abs(value) >= LIMIT:
         raise ValueError("is out of range")
-    with localcontext() as ctx:
-        ctx.prec = 60
-        return value.quantize(SCALE) if value.as_tuple().exponent < -12 else value  # type: ignore[operator]
+    if value.as_tuple().exponent < -12:  # type: ignore[operator]
+        with localcontext() as ctx:
+            ctx.prec = 60
+            return value.quantize(SCALE)
+    return value
 
 
-@dataclass(slots=True)
-class _Contribution:
-    plan: _Plan
-    groups: dict[str, str | None]
-    value: Decimal | None
-    text: str | None  # UNIQUE_COUNT
+_LIMIT_INT = int(LIMIT)
+
+# What one event adds to one meter: (plan, group key, groups, numeric value, UNIQUE_COUNT text).
+_Contribution = tuple[_Plan, str, dict[str, str | None], Decimal | None, str | None]
+_NO_GROUPS: tuple[str, dict[str, str | None]] = ("{}", {})
 
 
-def _contribute(plan: _Plan, data: dict[str, Any]) -> _Contribution:
+def _group_key(plan: _Plan, data: dict[str, Any],
+               cache: dict[tuple[str, tuple[str | None, ...]], tuple[str, dict[str, str | None]]]
+               ) -> tuple[str, dict[str, str | None]]:
+    """The canonical group key (JSON, sorted names) and the groups, shared by equal groups in a batch."""
+    if not plan.groups:
+        return _NO_GROUPS
+    texts = tuple(as_text(lookup(data, path)) for _, path in plan.groups)
+    key = (plan.meter.id, texts)
+    found = cache.get(key)
+    if found is None:
+        groups = {name: text for (name, _), text in zip(plan.groups, texts, strict=True)}
+        found = cache[key] = (orjson.dumps(groups, option=orjson.OPT_SORT_KEYS).decode(), groups)
+    return found
+
+
+def _contribute(plan: _Plan, data: dict[str, Any],
+                cache: dict[tuple[str, tuple[str | None, ...]], tuple[str, dict[str, str | None]]]
+                ) -> _Contribution:
     """What one event adds to one meter; ValueError when its value is unusable."""
-    groups = {name: as_text(lookup(data, path)) for name, path in plan.groups}
+    group_key, groups = _group_key(plan, data, cache)
     agg = plan.meter.aggregation
     if agg == "COUNT" or plan.value is None:
-        return _Contribution(plan, groups, None, None)
+        return (plan, group_key, groups, None, None)
     raw = lookup(data, plan.value)
     if is_missing(raw) or raw is None:
         raise ValueError(f"meter {plan.meter.slug}: value {plan.meter.value_property} is missing or null")
     if agg == "UNIQUE_COUNT":
         if isinstance(raw, bool) or not isinstance(raw, int | float | str):
             raise ValueError(f"meter {plan.meter.slug}: value {plan.meter.value_property} must be a string or number")
-        return _Contribution(plan, groups, None, as_text(raw))
+        return (plan, group_key, groups, None, as_text(raw))
     try:
-        return _Contribution(plan, groups, numeric_value(raw), None)
+        return (plan, group_key, groups, numeric_value(raw), None)
     except ValueError as exc:
         raise ValueError(f"meter {plan.meter.slug}: value {plan.meter.value_property} {exc}") from None
 
 
-def _aggregate(events: Sequence[tuple[NewEvent, list[_Contribution]]]) -> tuple[list[MinuteDelta], list[MinuteValue]]:
+@dataclass(slots=True)
+class _Fed:
+    """An event with its minute and what it adds to its type's meters (nothing when invalid)."""
+
+    event: NewEvent
+    minute: datetime
+    contributions: list[_Contribution]
+
+
+def _feed(events: Sequence[NewEvent], plans: dict[str, list[_Plan]]) -> list[_Fed]:
+    """Each event's contributions; an event with a value error gets it and counts toward no meter."""
+    cache: dict[tuple[str, tuple[str | None, ...]], tuple[str, dict[str, str | None]]] = {}
+    fed: list[_Fed] = []
+    for event in events:
+        contributions: list[_Contribution] = []
+        errors: list[str] | None = None
+        for plan in plans.get(event.type, ()):
+            try:
+                contributions.append(_contribute(plan, event.data, cache))
+            except ValueError as exc:
+                errors = [*(errors or []), str(exc)]
+        if errors:
+            event.validation_error = "; ".join(errors)
+            contributions = []
+        fed.append(_Fed(event, floor_minute(event.time), contributions))
+    return fed
+
+
+def _aggregate(fed: Sequence[_Fed]) -> tuple[list[MinuteDelta], list[MinuteValue]]:
     deltas: dict[tuple[str, str, str, datetime], MinuteDelta] = {}
     values: dict[tuple[str, str, str, datetime, str], MinuteValue] = {}
-    for event, contributions in events:
-        minute = floor_minute(event.time)
-        for c in contributions:
-            meter_id = c.plan.meter.id
-            group_key = orjson.dumps(c.groups, option=orjson.OPT_SORT_KEYS).decode()
-            key = (meter_id, event.subject, group_key, minute)
+    for f in fed:
+        subject, minute = f.event.subject, f.minute
+        for plan, group_key, groups, value, text in f.contributions:
+            meter_id = plan.meter.id
+            key = (meter_id, subject, group_key, minute)
             d = deltas.get(key)
             if d is None:
-                d = deltas[key] = MinuteDelta(meter_id, event.subject, group_key, minute, c.groups,
-                                              Decimal(0), 0, None, None)
+                d = deltas[key] = MinuteDelta(meter_id, subject, group_key, minute, groups, Decimal(0), 0, None, None)
             d.count += 1
-            if c.value is not None:
-                d.sum += c.value
-                f = float(c.value)
-                d.min = f if d.min is None else min(d.min, f)
-                d.max = f if d.max is None else max(d.max, f)
-            if c.text is not None:
-                vkey = (*key, c.text)
+            if value is not None:
+                d.sum += value
+                v = float(value)
+                if d.min is None or v < d.min:
+                    d.min = v
+                if d.max is None or v > d.max:
+                    d.max = v
+            if text is not None:
+                vkey = (*key, text)
                 if vkey not in values:
-                    values[vkey] = MinuteValue(meter_id, event.subject, group_key, minute, c.text, c.groups)
+                    values[vkey] = MinuteValue(meter_id, subject, group_key, minute, text, groups)
     return list(deltas.values()), list(values.values())
 
 
-def _touches(events: Sequence[NewEvent]) -> list[UsageTouch]:
+def _touches(fed: Sequence[_Fed]) -> list[UsageTouch]:
     first: dict[tuple[str, str], datetime] = {}
-    for e in events:
-        minute = floor_minute(e.time)
-        key = (e.type, e.subject)
-        if key not in first or minute < first[key]:
-            first[key] = minute
+    for f in fed:
+        key = (f.event.type, f.event.subject)
+        at = first.get(key)
+        if at is None or f.minute < at:
+            first[key] = f.minute
     return [UsageTouch(event_type=t, subject=s, first_minute=m) for (t, s), m in sorted(first.items())]
 
 
@@ -188,34 +238,26 @@ async def ingest_events(rt: Runtime, events: Sequence[EventInput]) -> IngestResu
         unique.setdefault((checked.source, checked.event_id), checked)
     if not unique:
         return IngestResult(accepted=0, duplicates=0)
+    new = list(unique.values())
     async with rt.db.transaction() as s:
-        meters = await meter_repo.meters_for_types(s, sorted({e.type for e in unique.values()}))
+        await repo.prepare(s)
+        meters = await meter_repo.meters_for_types(s, sorted({e.type for e in new}))
         plans: dict[str, list[_Plan]] = {}
         for m in meters:
             plans.setdefault(m.event_type, []).append(_plan(m))
-        fed: list[tuple[NewEvent, list[_Contribution]]] = []
-        for event in unique.values():
-            contributions: list[_Contribution] = []
-            errors: list[str] = []
-            for plan in plans.get(event.type, ()):
-                try:
-                    contributions.append(_contribute(plan, event.data))
-                except ValueError as exc:
-                    errors.append(str(exc))
-            if errors:
-                event.validation_error = "; ".join(errors)
-                contributions = []  # an invalid event counts toward no meter of its type
-            fed.append((event, contributions))
-        stored = await repo.insert_events(s, list(unique.values()))
-        accepted = [(e, c) for e, c in fed if (e.source, e.event_id) in stored]
-        deltas, values = _aggregate(accepted)
-        await repo.add_minutes(s, deltas, values)
-        touches = _touches([e for e, _ in accepted])
+        fed = _feed(new, plans)
+        # Aggregated as if every event is new: the usual case, stored in one go.
+        deltas, values = _aggregate(fed)
+        stored = await repo.store_batch(s, new, deltas, values)
+        if stored is not None:  # some were stored before: only the others count
+            fed = [f for f in fed if (f.event.source, f.event.event_id) in stored]
+            await repo.add_minutes(s, *_aggregate(fed))
+        touches = _touches(fed)
         if touches:
             await invalidation.usage_changed_in_tx(s, touches)
     if touches:
         await invalidation.usage_changed(rt, touches)
-    return IngestResult(accepted=len(accepted), duplicates=len(events) - len(accepted))
+    return IngestResult(accepted=len(fed), duplicates=len(events) - len(fed))
 
 
 async def list_events(rt: Runtime, *, limit: int = 100, from_: datetime | None = None, to: datetime | None = None,

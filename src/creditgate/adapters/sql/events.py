@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -9,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Table, func
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
@@ -67,15 +69,25 @@ class MinuteValue:
         return (self.meter_id, self.subject, self.group_key, self.minute, self.value)
 
 
-async def insert_events(session: AsyncSession, events: Sequence[NewEvent]) -> set[tuple[str, str]]:
-    """Stores the events not stored yet; returns the (source, id) of those it stored.
+async def store_batch(session: AsyncSession, events: Sequence[NewEvent], deltas: Sequence[MinuteDelta],
+                      values: Sequence[MinuteValue]) -> set[tuple[str, str]] | None:
+    """Stores the events not stored yet. When all of them were new, adds the aggregates (computed
+    from all of them) and returns None; else adds nothing and returns the (source, id) of those stored.
 
     Rows go in (source, id) order, so concurrent batches lock index entries in one order.
     """
     if not events:
-        return set()
+        return None
     if dialect_name(session) == "postgresql":
-        return await _pg_insert_events(session, events)
+        return await _pg_store_batch(session, events, deltas, values)
+    stored = await _insert_events(session, events)
+    if len(stored) != len(events):
+        return stored
+    await add_minutes(session, deltas, values)
+    return None
+
+
+async def _insert_events(session: AsyncSession, events: Sequence[NewEvent]) -> set[tuple[str, str]]:
     ordered = sorted(events, key=lambda e: (e.source, e.event_id))
     stmt = upsert(session, EVENTS).on_conflict_do_nothing(index_elements=["source", "event_id"]) \
         .returning(EVENTS.c.source, EVENTS.c.event_id)
@@ -95,6 +107,8 @@ def _least(session: AsyncSession, a: Any, b: Any, pick: str) -> ColumnElement[An
 
 async def add_minutes(session: AsyncSession, deltas: Sequence[MinuteDelta], values: Sequence[MinuteValue]) -> None:
     """Adds per-minute deltas to the aggregates, rows in primary-key order (deadlock-free)."""
+    if not deltas and not values:
+        return
     if dialect_name(session) == "postgresql":
         await _pg_add_minutes(session, deltas, values)
         return
@@ -118,45 +132,71 @@ async def add_minutes(session: AsyncSession, deltas: Sequence[MinuteDelta], valu
         await (await session.connection()).execute(vstmt, vrows)
 
 
-# PostgreSQL: the rows are COPied into temporary tables (emptied at commit), then moved with one
-# INSERT ... SELECT per table in primary-key order (so concurrent batches lock rows in one order).
-# `groups` is the group key itself (canonical JSON), so it is not sent twice.
+# PostgreSQL: the events are COPied into a temporary table (created once per connection, emptied at
+# commit), then one statement inserts them in (source, id) order and, when every one was new (the
+# usual case), adds the aggregates too, sent as one JSON parameter and upserted in primary-key order
+# (so concurrent batches lock rows in one order). `groups` is the group key itself (canonical JSON).
 _PG_TEMP = """
 CREATE TEMP TABLE IF NOT EXISTS ingest_events (event_id text, source text, type text, subject text,
-  time timestamptz, data jsonb, ingested_at timestamptz, validation_error text) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS ingest_minutes (meter_id text, subject text, group_key text, minute timestamptz,
-  sum numeric, count bigint, min float8, max float8) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS ingest_values (meter_id text, subject text, group_key text, minute timestamptz,
-  value text) ON COMMIT DELETE ROWS"""
+  time timestamptz, data jsonb, ingested_at timestamptz, validation_error text) ON COMMIT DELETE ROWS"""
 
-_PG_EVENTS = """
-INSERT INTO events (event_id, source, type, subject, time, data, ingested_at, validation_error)
-SELECT * FROM ingest_events ORDER BY source, event_id
-ON CONFLICT (source, event_id) DO NOTHING
-RETURNING source, event_id"""
+_PG_INSERT_EVENTS = """
+  INSERT INTO events (event_id, source, type, subject, time, data, ingested_at, validation_error)
+  SELECT * FROM ingest_events ORDER BY source, event_id
+  ON CONFLICT (source, event_id) DO NOTHING
+  RETURNING source, event_id"""
 
-_PG_MINUTES = """
-INSERT INTO meter_minutes AS m (meter_id, subject, group_key, minute, groups, sum, count, min, max)
-SELECT meter_id, subject, group_key, minute, group_key::jsonb AS groups, sum, count, min, max
-FROM ingest_minutes ORDER BY meter_id, subject, group_key, minute
-ON CONFLICT (meter_id, subject, group_key, minute) DO UPDATE SET
-  sum = m.sum + excluded.sum, count = m.count + excluded.count,
-  min = least(m.min, excluded.min), max = greatest(m.max, excluded.max)"""
+_PG_UPSERT_MINUTES = """
+  INSERT INTO meter_minutes AS m (meter_id, subject, group_key, minute, groups, sum, count, min, max)
+  SELECT r->>0, r->>1, r->>2, (r->>3)::timestamptz, (r->>2)::jsonb, (r->>4)::numeric, (r->>5)::bigint,
+         (r->>6)::float8, (r->>7)::float8
+  FROM json_array_elements(%(minutes)s::json) AS r WHERE {when}
+  ORDER BY r->>0, r->>1, r->>2, (r->>3)::timestamptz
+  ON CONFLICT (meter_id, subject, group_key, minute) DO UPDATE SET
+    sum = m.sum + excluded.sum, count = m.count + excluded.count,
+    min = least(m.min, excluded.min), max = greatest(m.max, excluded.max)"""
 
-_PG_VALUES = """
-INSERT INTO meter_minute_values (meter_id, subject, group_key, minute, value, groups)
-SELECT meter_id, subject, group_key, minute, value, group_key::jsonb AS groups
-FROM ingest_values ORDER BY meter_id, subject, group_key, minute, value
-ON CONFLICT DO NOTHING"""
+_PG_INSERT_VALUES = """
+  INSERT INTO meter_minute_values (meter_id, subject, group_key, minute, value, groups)
+  SELECT r->>0, r->>1, r->>2, (r->>3)::timestamptz, r->>4, (r->>2)::jsonb
+  FROM json_array_elements(%(values)s::json) AS r WHERE {when}
+  ORDER BY r->>0, r->>1, r->>2, (r->>3)::timestamptz, r->>4
+  ON CONFLICT DO NOTHING"""
+
+_ALL_NEW = "(SELECT stored FROM n) = %(n)s"
+_PG_STORE = f"""
+WITH ins AS ({_PG_INSERT_EVENTS}),
+n AS (SELECT count(*) AS stored FROM ins),
+mins AS ({_PG_UPSERT_MINUTES.format(when=_ALL_NEW)}),
+vals AS ({_PG_INSERT_VALUES.format(when=_ALL_NEW)})
+SELECT stored, CASE WHEN stored <> %(n)s THEN (SELECT array_agg(source) FROM ins) END,
+  CASE WHEN stored <> %(n)s THEN (SELECT array_agg(event_id) FROM ins) END FROM n"""
+
+_PG_MINUTES = _PG_UPSERT_MINUTES.format(when="true")
+_PG_VALUES = _PG_INSERT_VALUES.format(when="true")
+
+_READY: weakref.WeakSet[Any] = weakref.WeakSet()  # psycopg connections that hold the temporary table
 
 
-async def _driver(session: AsyncSession, create: bool = True) -> Any:
+async def _driver(session: AsyncSession) -> Any:
     """The psycopg connection under the session, in the session's transaction."""
     raw = await (await session.connection()).get_raw_connection()
-    conn: Any = raw.driver_connection
-    if create:
-        await conn.execute(_PG_TEMP)  # cheap once they exist; safe if an earlier transaction rolled back
-    return conn
+    return raw.driver_connection
+
+
+async def prepare(session: AsyncSession) -> None:
+    """Call first in an ingest transaction: on PostgreSQL, makes sure the connection has its
+    temporary table, created and committed once per connection while no transaction is open."""
+    if dialect_name(session) != "postgresql":
+        return
+    conn = await _driver(session)
+    if conn in _READY:
+        return
+    idle = conn.info.transaction_status == TransactionStatus.IDLE
+    await conn.execute(_PG_TEMP)
+    if idle:  # else created inside the caller's transaction, for it only (a rollback drops it)
+        await conn.commit()
+        _READY.add(conn)
 
 
 def _json(value: Any) -> str:
@@ -167,58 +207,57 @@ _NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _field(value: Any) -> str:
-    """One value in COPY text format."""
-    if value is None:
-        return _NULL
-    if isinstance(value, str):
-        return value.translate(_ESCAPES)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value) if not isinstance(value, float) else repr(value)
-
-
-def _copy_text(rows: Sequence[tuple[Any, ...]]) -> str:
-    return "".join("\t".join(map(_field, row)) + "\n" for row in rows)
-
-
-async def _copy(cur: Any, table: str, text: str) -> None:
-    """COPY in text format, written in one go (faster than psycopg's per-row writer)."""
-    async with cur.copy(f"COPY {table} FROM STDIN") as copy:
-        await copy.write(text.encode())
-
-
 def _event_lines(events: Sequence[NewEvent]) -> str:
-    """The events in COPY text format (the hot loop of an ingest, so written out by hand)."""
+    """The events in COPY text format (the hot loop of an ingest, so written out by hand).
+
+    Fields are escaped only in the rare rows that hold a backslash, tab, newline or carriage return.
+    """
     esc = _ESCAPES
     lines = []
+    at: datetime | None = None
+    ingested = ""
     for e in events:
-        error = _NULL if e.validation_error is None else e.validation_error.translate(esc)
-        lines.append("\t".join((e.event_id.translate(esc), e.source.translate(esc), e.type.translate(esc),
-                                e.subject.translate(esc), e.time.isoformat(), e.data_json.translate(esc),
-                                e.ingested_at.isoformat(), error)))
+        if e.ingested_at is not at:
+            at, ingested = e.ingested_at, e.ingested_at.isoformat()
+        row = "\t".join((e.event_id, e.source, e.type, e.subject, e.time.isoformat(), e.data_json, ingested))
+        if row.count("\t") != 6 or "\\" in row or "\n" in row or "\r" in row:
+            row = "\t".join((e.event_id.translate(esc), e.source.translate(esc), e.type.translate(esc),
+                             e.subject.translate(esc), e.time.isoformat(), e.data_json.translate(esc), ingested))
+        lines.append(row + "\t" + (_NULL if e.validation_error is None else e.validation_error.translate(esc)))
     lines.append("")
     return "\n".join(lines)
 
 
-async def _pg_insert_events(session: AsyncSession, events: Sequence[NewEvent]) -> set[tuple[str, str]]:
-    async with (await _driver(session)).cursor() as cur:
-        await _copy(cur, "ingest_events", _event_lines(events))
-        await cur.execute(_PG_EVENTS)
-        return {(r[0], r[1]) for r in await cur.fetchall()}
+def _minute_rows(deltas: Sequence[MinuteDelta]) -> str:
+    return _json([(d.meter_id, d.subject, d.group_key, d.minute, str(d.sum), d.count, d.min, d.max) for d in deltas])
+
+
+def _value_rows(values: Sequence[MinuteValue]) -> str:
+    return _json([(v.meter_id, v.subject, v.group_key, v.minute, v.value) for v in values])
+
+
+async def _pg_store_batch(session: AsyncSession, events: Sequence[NewEvent], deltas: Sequence[MinuteDelta],
+                          values: Sequence[MinuteValue]) -> set[tuple[str, str]] | None:
+    conn = await _driver(session)
+    async with conn.cursor() as cur:
+        async with cur.copy("COPY ingest_events FROM STDIN") as copy:  # one write: faster than per row
+            await copy.write(_event_lines(events).encode())
+        await cur.execute(_PG_STORE, {"n": len(events), "minutes": _minute_rows(deltas),
+                                      "values": _value_rows(values)})
+        stored, sources, ids = await cur.fetchone()
+        if stored == len(events):
+            return None  # every event was new: the aggregates are in too
+        return set(zip(sources or (), ids or (), strict=True))
 
 
 async def _pg_add_minutes(session: AsyncSession, deltas: Sequence[MinuteDelta],
                           values: Sequence[MinuteValue]) -> None:
-    async with (await _driver(session, create=False)).cursor() as cur:
+    conn = await _driver(session)
+    async with conn.cursor() as cur:
         if deltas:
-            await _copy(cur, "ingest_minutes", _copy_text([(d.meter_id, d.subject, d.group_key, d.minute,
-                                                            d.sum, d.count, d.min, d.max) for d in deltas]))
-            await cur.execute(_PG_MINUTES)
+            await cur.execute(_PG_MINUTES, {"minutes": _minute_rows(deltas)})
         if values:
-            await _copy(cur, "ingest_values", _copy_text([(v.meter_id, v.subject, v.group_key, v.minute, v.value)
-                                                          for v in values]))
-            await cur.execute(_PG_VALUES)
+            await cur.execute(_PG_VALUES, {"values": _value_rows(values)})
 
 
 def to_event(row: EventRow) -> Event:
