@@ -57,7 +57,6 @@ class EventRow(SQLModel, table=True):
     __tablename__ = "events"
     __table_args__ = (
         Index("uq_events_source_id", "source", "event_id", unique=True),
-        Index("ix_events_ingested", "ingested_at"),
         Index("ix_events_subject_time", "subject", "time"),
     )
     seq: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"),

@@ -58,7 +58,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('seq')
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.create_index('ix_events_ingested', ['ingested_at'], unique=False)
         batch_op.create_index('ix_events_subject_time', ['subject', 'time'], unique=False)
         batch_op.create_index('uq_events_source_id', ['source', 'event_id'], unique=True)
 
@@ -213,7 +212,6 @@ def downgrade() -> None:
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index('uq_events_source_id')
         batch_op.drop_index('ix_events_subject_time')
-        batch_op.drop_index('ix_events_ingested')
 
     op.drop_table('events')
     with op.batch_alter_table('entitlements', schema=None) as batch_op:
