@@ -240,7 +240,6 @@ async def ingest_events(rt: Runtime, events: Sequence[EventInput]) -> IngestResu
         return IngestResult(accepted=0, duplicates=0)
     new = list(unique.values())
     async with rt.db.transaction() as s:
-        await repo.prepare(s)
         meters = await meter_repo.meters_for_types(s, sorted({e.type for e in new}))
         plans: dict[str, list[_Plan]] = {}
         for m in meters:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,7 +9,6 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from psycopg.pq import TransactionStatus
 from sqlalchemy import Table, func
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
@@ -132,17 +130,13 @@ async def add_minutes(session: AsyncSession, deltas: Sequence[MinuteDelta], valu
         await (await session.connection()).execute(vstmt, vrows)
 
 
-# PostgreSQL: the events are COPied into a temporary table (created once per connection, emptied at
-# commit), then one statement inserts them in (source, id) order and, when every one was new (the
-# usual case), adds the aggregates too, sent as one JSON parameter and upserted in primary-key order
-# (so concurrent batches lock rows in one order). `groups` is the group key itself (canonical JSON).
-_PG_TEMP = """
-CREATE TEMP TABLE IF NOT EXISTS ingest_events (event_id text, source text, type text, subject text,
-  time timestamptz, data jsonb, ingested_at timestamptz, validation_error text) ON COMMIT DELETE ROWS"""
-
+# PostgreSQL: one statement inserts the events (sent as one JSON parameter) in (source, id) order
+# and, when every one was new (the usual case), adds the aggregates too, upserted in primary-key
+# order (so concurrent batches lock rows in one order). `groups` is the group key itself.
 _PG_INSERT_EVENTS = """
   INSERT INTO events (event_id, source, type, subject, time, data, ingested_at, validation_error)
-  SELECT * FROM ingest_events ORDER BY source, event_id
+  SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::timestamptz, r->5, (r->>6)::timestamptz, r->>7
+  FROM jsonb_array_elements(%(events)s::jsonb) AS r ORDER BY r->>1, r->>0
   ON CONFLICT (source, event_id) DO NOTHING
   RETURNING source, event_id"""
 
@@ -175,57 +169,19 @@ SELECT stored, CASE WHEN stored <> %(n)s THEN (SELECT array_agg(source) FROM ins
 _PG_MINUTES = _PG_UPSERT_MINUTES.format(when="true")
 _PG_VALUES = _PG_INSERT_VALUES.format(when="true")
 
-_READY: weakref.WeakSet[Any] = weakref.WeakSet()  # psycopg connections that hold the temporary table
-
-
 async def _driver(session: AsyncSession) -> Any:
     """The psycopg connection under the session, in the session's transaction."""
     raw = await (await session.connection()).get_raw_connection()
     return raw.driver_connection
 
 
-async def prepare(session: AsyncSession) -> None:
-    """Call first in an ingest transaction: on PostgreSQL, makes sure the connection has its
-    temporary table, created and committed once per connection while no transaction is open."""
-    if dialect_name(session) != "postgresql":
-        return
-    conn = await _driver(session)
-    if conn in _READY:
-        return
-    idle = conn.info.transaction_status == TransactionStatus.IDLE
-    await conn.execute(_PG_TEMP)
-    if idle:  # else created inside the caller's transaction, for it only (a rollback drops it)
-        await conn.commit()
-        _READY.add(conn)
-
-
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-_NULL = "\\N"
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _event_lines(events: Sequence[NewEvent]) -> str:
-    """The events in COPY text format (the hot loop of an ingest, so written out by hand).
-
-    Fields are escaped only in the rare rows that hold a backslash, tab, newline or carriage return.
-    """
-    esc = _ESCAPES
-    lines = []
-    at: datetime | None = None
-    ingested = ""
-    for e in events:
-        if e.ingested_at is not at:
-            at, ingested = e.ingested_at, e.ingested_at.isoformat()
-        row = "\t".join((e.event_id, e.source, e.type, e.subject, e.time.isoformat(), e.data_json, ingested))
-        if row.count("\t") != 6 or "\\" in row or "\n" in row or "\r" in row:
-            row = "\t".join((e.event_id.translate(esc), e.source.translate(esc), e.type.translate(esc),
-                             e.subject.translate(esc), e.time.isoformat(), e.data_json.translate(esc), ingested))
-        lines.append(row + "\t" + (_NULL if e.validation_error is None else e.validation_error.translate(esc)))
-    lines.append("")
-    return "\n".join(lines)
+def _event_rows(events: Sequence[NewEvent]) -> str:
+    return _json([(e.event_id, e.source, e.type, e.subject, e.time, orjson.Fragment(e.data_json), e.ingested_at,
+                   e.validation_error) for e in events])
 
 
 def _minute_rows(deltas: Sequence[MinuteDelta]) -> str:
@@ -240,10 +196,8 @@ async def _pg_store_batch(session: AsyncSession, events: Sequence[NewEvent], del
                           values: Sequence[MinuteValue]) -> set[tuple[str, str]] | None:
     conn = await _driver(session)
     async with conn.cursor() as cur:
-        async with cur.copy("COPY ingest_events FROM STDIN") as copy:  # one write: faster than per row
-            await copy.write(_event_lines(events).encode())
-        await cur.execute(_PG_STORE, {"n": len(events), "minutes": _minute_rows(deltas),
-                                      "values": _value_rows(values)})
+        await cur.execute(_PG_STORE, {"n": len(events), "events": _event_rows(events),
+                                      "minutes": _minute_rows(deltas), "values": _value_rows(values)})
         stored, sources, ids = await cur.fetchone()
         if stored == len(events):
             return None  # every event was new: the aggregates are in too
