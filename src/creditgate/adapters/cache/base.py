@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from creditgate.config import Settings
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """One answer of get_many: `value` None is a miss; `token` is what a later put of this key needs."""
+class Hit(NamedTuple):
+    """One answer of get_many: `value` None is a miss; `token` is what a later put of this key needs.
+    A NamedTuple: one is built per key read, and that is cheaper than a frozen dataclass."""
 
     value: bytes | None
     token: object
