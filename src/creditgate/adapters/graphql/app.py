@@ -1,4 +1,4 @@
-"""The /graphql endpoint: authenticates, then hands the request to Strawberry."""
+"""The /graphql endpoint: authenticates, answers the hot reads (fastpath.py), else hands over to Strawberry."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+from creditgate.adapters.graphql import fastpath
 from creditgate.adapters.graphql.context import Context
 from creditgate.adapters.graphql.errors import format_error
 from creditgate.adapters.graphql.schema import schema
@@ -19,8 +20,27 @@ from creditgate.domain.errors import DomainError
 from creditgate.services.auth import Principal, authenticate
 from creditgate.services.runtime import Runtime
 
-
 NOBODY = Principal(admin=False)
+
+
+def _plain_json(request: Request) -> bool:
+    """A JSON POST that wants a plain JSON answer (not a multipart or event stream)."""
+    accept = request.headers.get("accept", "")
+    return "application/json" in request.headers.get("content-type", "") and "multipart" not in accept \
+        and "event-stream" not in accept
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` for the full path, after the fast path has read the body."""
+    pending = True
+
+    async def again() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    return again
 
 
 class GraphQLApp(GraphQL[Context, None]):
@@ -35,13 +55,20 @@ class GraphQLApp(GraphQL[Context, None]):
             if not wants_page:
                 rt: Runtime = scope["app"].state.runtime
                 try:
-                    scope.setdefault("state", {})["principal"] = authenticate(
+                    principal = scope.setdefault("state", {})["principal"] = authenticate(
                         rt, request.headers.get("authorization"))
                 except DomainError as exc:
                     body = {"data": None, "errors": [{"message": exc.message, "extensions": {"code": exc.code}}]}
                     await Response(orjson.dumps(body), status_code=401, media_type="application/json",
                                    headers={"www-authenticate": "Bearer"})(scope, receive, send)
                     return
+                if request.method == "POST" and _plain_json(request):
+                    payload = await Request(scope, receive).body()
+                    answer = await fastpath.answer(rt, principal, payload)
+                    if answer is not None:
+                        await Response(answer, media_type="application/json")(scope, receive, send)
+                        return
+                    receive = _replay(payload, receive)
         await super().__call__(scope, receive, send)
 
     async def get_context(self, request: Any, response: Any) -> Context:

@@ -1,0 +1,238 @@
+"""A fast path for the hot reads: `entitlementValue` and `checkAccess` at "now".
+
+Strawberry spends several hundred microseconds per request (argument conversion, field
+resolution, result completion), more than the cache round trip these reads need. A query
+document qualifies once (validated with the full path's rules and token limit) when it is
+one query operation whose only root field is entitlementValue or checkAccess, selecting
+leaf fields only, with no fragments, directives or variable defaults. Such a request is
+answered by the same services and auth rules, written as the same JSON.
+
+Anything else falls back to Strawberry, which then produces the standard answer: other
+documents, unusual variables (an `at`, values of the wrong type, lists over MAX_LIST),
+and every request whose answer would carry an error (auth refusals, NOT_FOUND, a number
+a Float cannot represent). These are reads, so answering them twice is harmless.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    NullValueNode,
+    OperationDefinitionNode,
+    OperationType,
+    StringValueNode,
+    VariableNode,
+    parse,
+    specified_rules,
+)
+from strawberry.schema.schema import validate_document
+
+from creditgate.adapters.graphql.limits import MAX_LIST, MAX_TOKENS, RULES
+from creditgate.adapters.graphql.schema import schema
+from creditgate.services import tokens as token_svc
+from creditgate.services import values as svc
+from creditgate.services.auth import Principal
+from creditgate.services.runtime import Runtime
+
+# root field -> (argument -> kind, leaf fields of the result, result type name)
+STR, AT, CHECKS = "str", "at", "checks"
+ROOTS: dict[str, tuple[dict[str, str], frozenset[str], str]] = {
+    "entitlementValue": ({"subjectKey": STR, "entitlementIdOrFeatureKey": STR, "at": AT},
+                         frozenset({"hasAccess", "balance", "usage", "overage", "config"}), "EntitlementValue"),
+    "checkAccess": ({"checks": CHECKS, "at": AT},
+                    frozenset({"subjectKey", "featureKey", "hasAccess", "reason", "entitlementId", "type",
+                               "balance", "usage", "overage", "config"}), "AccessResult"),
+}
+CHECK_KEYS = frozenset({"subjectKey", "featureKey"})
+
+
+class Fallback(Exception):
+    """This request goes through Strawberry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    root: str
+    key: str  # response key of the root field
+    args: tuple[tuple[str, str, bool, Any], ...]  # (argument, kind, from a variable?, variable name or literal)
+    variables: frozenset[str]  # the declared variables
+    fields: tuple[tuple[str, str], ...]  # (response key, field name)
+    typename: str
+    operation_name: str | None
+
+
+@lru_cache(maxsize=512)
+def plan_for(query: str) -> Plan | None:
+    """The plan of a qualifying document; None for every other document (valid or not)."""
+    try:
+        doc = parse(query, max_tokens=MAX_TOKENS)
+    except GraphQLError:
+        return None
+    if validate_document(schema._schema, doc, (*specified_rules, *RULES)):
+        return None
+    return _plan(doc)
+
+
+def _plan(doc: DocumentNode) -> Plan | None:
+    if len(doc.definitions) != 1 or not isinstance(doc.definitions[0], OperationDefinitionNode):
+        return None
+    op = doc.definitions[0]
+    if op.operation != OperationType.QUERY or op.directives or len(op.selection_set.selections) != 1:
+        return None
+    if any(v.default_value is not None or v.directives for v in op.variable_definitions or ()):
+        return None
+    root = op.selection_set.selections[0]
+    if not isinstance(root, FieldNode) or root.directives or root.name.value not in ROOTS or not root.selection_set:
+        return None
+    kinds, leaves, typename = ROOTS[root.name.value]
+    args: list[tuple[str, str, bool, Any]] = []
+    used: set[str] = set()
+    for a in root.arguments or ():
+        kind = kinds[a.name.value]
+        if isinstance(a.value, VariableNode):
+            used.add(a.value.name.value)
+            args.append((a.name.value, kind, True, a.value.name.value))
+        elif kind == STR and isinstance(a.value, StringValueNode):
+            args.append((a.name.value, kind, False, a.value.value))
+        elif kind == AT and isinstance(a.value, NullValueNode):
+            args.append((a.name.value, kind, False, None))
+        else:
+            return None
+    if used != {v.variable.name.value for v in op.variable_definitions or ()}:
+        return None  # every declared variable must be one we coerce
+    fields: list[tuple[str, str]] = []
+    for sel in root.selection_set.selections:
+        if not isinstance(sel, FieldNode) or sel.directives or sel.arguments or sel.selection_set:
+            return None
+        name = sel.name.value
+        if name not in leaves and name != "__typename":
+            return None
+        fields.append(((sel.alias or sel.name).value, name))
+    return Plan(root.name.value, (root.alias or root.name).value, tuple(args), frozenset(used), tuple(fields),
+                typename, op.name.value if op.name else None)
+
+
+def _arguments(plan: Plan, variables: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, kind, is_var, ref in plan.args:
+        value = variables.get(ref) if is_var else ref
+        if kind == STR and not isinstance(value, str):
+            raise Fallback
+        if kind == AT and value is not None:
+            raise Fallback  # past instants: rare, and DateTime parsing lives in the full path
+        if kind == CHECKS and not _checks_ok(value):
+            raise Fallback
+        out[name] = value
+    return out
+
+
+def _checks_ok(value: Any) -> bool:
+    return isinstance(value, list) and len(value) <= MAX_LIST and all(
+        isinstance(c, dict) and c.keys() == CHECK_KEYS and isinstance(c["subjectKey"], str)
+        and isinstance(c["featureKey"], str) for c in value)
+
+
+def _num(x: Decimal | None) -> float | None:
+    if x is None:
+        return None
+    out = float(x)
+    if not math.isfinite(out):
+        raise Fallback  # a GraphQL Float cannot hold it: the full path reports the error
+    return out
+
+
+def _value(v: svc.EntValue, plan: Plan) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, name in plan.fields:
+        if name == "hasAccess":
+            out[key] = v.has_access
+        elif name == "balance":
+            out[key] = _num(v.balance)
+        elif name == "usage":
+            out[key] = _num(v.usage)
+        elif name == "overage":
+            out[key] = _num(v.overage)
+        elif name == "config":
+            out[key] = v.config
+        else:
+            out[key] = plan.typename
+    return out
+
+
+def _access(a: svc.Access, plan: Plan) -> dict[str, Any]:
+    v = a.value
+    out: dict[str, Any] = {}
+    for key, name in plan.fields:
+        if name == "subjectKey":
+            out[key] = a.subject_key
+        elif name == "featureKey":
+            out[key] = a.feature_key
+        elif name == "hasAccess":
+            out[key] = a.has_access
+        elif name == "reason":
+            out[key] = a.reason
+        elif name == "entitlementId":
+            out[key] = a.entitlement_id or None
+        elif name == "type":
+            out[key] = a.type or None
+        elif name == "balance":
+            out[key] = _num(v.balance) if v else None
+        elif name == "usage":
+            out[key] = _num(v.usage) if v else None
+        elif name == "overage":
+            out[key] = _num(v.overage) if v else None
+        elif name == "config":
+            out[key] = v.config if v else None
+        else:
+            out[key] = plan.typename
+    return out
+
+
+async def _execute(plan: Plan, rt: Runtime, principal: Principal, args: dict[str, Any]) -> Any:
+    if plan.root == "entitlementValue":
+        subject, ref = args["subjectKey"], args["entitlementIdOrFeatureKey"]
+        principal.require_subject(subject)
+        await token_svc.check_live(rt, principal)
+        answer = await svc.entitlement_value(rt, subject, ref)
+        if answer.value is None:
+            raise Fallback  # NOT_FOUND
+        return _value(answer.value, plan)
+    checks = args["checks"]
+    for c in checks:
+        principal.require_subject(c["subjectKey"])
+    await token_svc.check_live(rt, principal)
+    answers = await svc.check_access(rt, [(c["subjectKey"], c["featureKey"]) for c in checks])
+    return [_access(a, plan) for a in answers]
+
+
+async def answer(rt: Runtime, principal: Principal, body: bytes) -> bytes | None:
+    """The response body for a qualifying POST body, or None: use the full path."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not data.keys() <= {"query", "variables", "operationName"}:
+        return None
+    query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
+    if not isinstance(query, str) or not isinstance(variables, dict | None):
+        return None
+    plan = plan_for(query)
+    if plan is None or (name is not None and name != plan.operation_name):
+        return None
+    if variables and not variables.keys() <= plan.variables:
+        return None  # extra variables: the full path also checks those (VariableListLimit)
+    try:
+        result = await _execute(plan, rt, principal, _arguments(plan, variables or {}))
+    except Exception:  # Fallback, DomainError, anything unexpected: the full path answers (and logs)
+        return None
+    return orjson.dumps({"data": {plan.key: result}})
