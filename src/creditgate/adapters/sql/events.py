@@ -144,7 +144,7 @@ _PG_UPSERT_MINUTES = """
   INSERT INTO meter_minutes AS m (meter_id, subject, group_key, minute, groups, sum, count, min, max)
   SELECT r->>0, r->>1, r->>2, (r->>3)::timestamptz, (r->>2)::jsonb, (r->>4)::numeric, (r->>5)::bigint,
          (r->>6)::float8, (r->>7)::float8
-  FROM json_array_elements(%(minutes)s::json) AS r WHERE {when}
+  FROM jsonb_array_elements(%(minutes)s::jsonb) AS r WHERE {when}
   ORDER BY r->>0, r->>1, r->>2, (r->>3)::timestamptz
   ON CONFLICT (meter_id, subject, group_key, minute) DO UPDATE SET
     sum = m.sum + excluded.sum, count = m.count + excluded.count,
@@ -153,7 +153,7 @@ _PG_UPSERT_MINUTES = """
 _PG_INSERT_VALUES = """
   INSERT INTO meter_minute_values (meter_id, subject, group_key, minute, value, groups)
   SELECT r->>0, r->>1, r->>2, (r->>3)::timestamptz, r->>4, (r->>2)::jsonb
-  FROM json_array_elements(%(values)s::json) AS r WHERE {when}
+  FROM jsonb_array_elements(%(values)s::jsonb) AS r WHERE {when}
   ORDER BY r->>0, r->>1, r->>2, (r->>3)::timestamptz, r->>4
   ON CONFLICT DO NOTHING"""
 
