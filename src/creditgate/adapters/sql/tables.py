@@ -75,6 +75,8 @@ class MeterMinuteRow(SQLModel, table=True):
     """Per-minute aggregate of one meter for one subject and one group-by combination."""
 
     __tablename__ = "meter_minutes"
+    # entitlement usage reads a minute range of one meter and subject, across group keys
+    __table_args__ = (Index("ix_meter_minutes_subject_minute", "meter_id", "subject", "minute"),)
     meter_id: str = Field(primary_key=True, max_length=26)
     subject: str = Field(primary_key=True)
     group_key: str = Field(primary_key=True)  # canonical JSON of `groups`

@@ -119,6 +119,9 @@ def upgrade() -> None:
     sa.Column('max', sa.Float(), nullable=True),
     sa.PrimaryKeyConstraint('meter_id', 'subject', 'group_key', 'minute')
     )
+    with op.batch_alter_table('meter_minutes', schema=None) as batch_op:
+        batch_op.create_index('ix_meter_minutes_subject_minute', ['meter_id', 'subject', 'minute'], unique=False)
+
     op.create_table('meters',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=26), nullable=False),
     sa.Column('slug', sqlmodel.sql.sqltypes.AutoString(length=63), nullable=False),
@@ -199,6 +202,9 @@ def downgrade() -> None:
         batch_op.drop_index('ix_meters_event_type')
 
     op.drop_table('meters')
+    with op.batch_alter_table('meter_minutes', schema=None) as batch_op:
+        batch_op.drop_index('ix_meter_minutes_subject_minute')
+
     op.drop_table('meter_minutes')
     op.drop_table('meter_minute_values')
     with op.batch_alter_table('grants', schema=None) as batch_op:
