@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation, localcontext
@@ -28,19 +28,30 @@ LIMIT = Decimal("1e26")  # values at or above this would overflow the stored sum
 NUMERIC = {"SUM", "AVG", "MIN", "MAX"}
 
 
+Getter = Callable[[dict[str, Any]], Any]
+
+
+def _getter(path: Path) -> Getter:
+    """`lookup` for one path; a plain dict read for the usual `$.name` (data is always an object)."""
+    if len(path) == 1 and isinstance(path[0], str):
+        name, missing = path[0], lookup({}, path)
+        return lambda data: data.get(name, missing)
+    return lambda data: lookup(data, path)
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """A meter, compiled for ingest."""
 
     meter: Meter
-    value: Path | None
-    groups: tuple[tuple[str, Path], ...]
+    value: Getter | None
+    groups: tuple[tuple[str, Getter], ...]
 
 
 def _plan(meter: Meter) -> _Plan:
     value = compile_path(meter.value_property) if meter.value_property and meter.aggregation != "COUNT" else None
-    groups = tuple((name, compile_path(path)) for name, path in sorted(meter.group_by.items()))
-    return _Plan(meter, value, groups)
+    groups = tuple((name, _getter(compile_path(path))) for name, path in sorted(meter.group_by.items()))
+    return _Plan(meter, _getter(value) if value is not None else None, groups)
 
 
 def parse_time(value: Any) -> datetime:
@@ -57,7 +68,7 @@ def parse_time(value: Any) -> datetime:
 
 
 def _required(index: int, name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value or value.isspace():
         raise BadInput(f"event {index}: {name} is required (a non-empty string)")
     return value
 
@@ -103,6 +114,10 @@ def numeric_value(raw: Any) -> Decimal:
         if -_LIMIT_INT < raw < _LIMIT_INT:
             return Decimal(raw)
         raise ValueError("is out of range")
+    if type(raw) is float and -_LIMIT_FLOAT < raw < _LIMIT_FLOAT:  # finite and in range
+        value = Decimal(repr(raw))
+        if value.as_tuple().exponent >= -12:  # type: ignore[operator]
+            return value
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         raise ValueError("must be a number or a numeric string")
     try:
@@ -121,6 +136,7 @@ def numeric_value(raw: Any) -> Decimal:
 
 
 _LIMIT_INT = int(LIMIT)
+_LIMIT_FLOAT = float(LIMIT)  # 1e26 is a float exactly as repr writes it, so the bounds agree
 
 # What one event adds to one meter: (plan, group key, groups, numeric value, UNIQUE_COUNT text).
 _Contribution = tuple[_Plan, str, dict[str, str | None], Decimal | None, str | None]
@@ -133,7 +149,7 @@ def _group_key(plan: _Plan, data: dict[str, Any],
     """The canonical group key (JSON, sorted names) and the groups, shared by equal groups in a batch."""
     if not plan.groups:
         return _NO_GROUPS
-    texts = tuple(as_text(lookup(data, path)) for _, path in plan.groups)
+    texts = tuple([as_text(get(data)) for _, get in plan.groups])
     key = (plan.meter.id, texts)
     found = cache.get(key)
     if found is None:
@@ -150,7 +166,7 @@ def _contribute(plan: _Plan, data: dict[str, Any],
     agg = plan.meter.aggregation
     if agg == "COUNT" or plan.value is None:
         return (plan, group_key, groups, None, None)
-    raw = lookup(data, plan.value)
+    raw = plan.value(data)
     if is_missing(raw) or raw is None:
         raise ValueError(f"meter {plan.meter.slug}: value {plan.meter.value_property} is missing or null")
     if agg == "UNIQUE_COUNT":
