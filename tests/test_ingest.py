@@ -78,6 +78,9 @@ async def test_service_names_the_index_of_a_bad_time(rt: Runtime) -> None:
                                                             time="not a time")])
     with pytest.raises(BadInput, match="event 0: specversion"):
         await event_svc.ingest_events(rt, [EventInput(id="2", source="s", type="t", subject="x", specversion="2.0")])
+    for edge in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):  # out of range in UTC
+        with pytest.raises(BadInput, match="event 0: time"):
+            await event_svc.ingest_events(rt, [EventInput(id="3", source="s", type="t", subject="x", time=edge)])
     assert await events_stored(rt) == 0
 
 

@@ -93,7 +93,7 @@ def check_event(index: int, e: EventInput, now: datetime) -> NewEvent:
         raise BadInput(f"event {index}: specversion must be \"1.0\"")
     try:
         time = parse_time(e.time) if e.time is not None else now
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: in range locally, not in UTC
         raise BadInput(f"event {index}: time is not an RFC 3339 date-time: {e.time!r}") from None
     data = e.data if e.data is not None else {}
     if not isinstance(data, dict):
