@@ -81,6 +81,10 @@ async def test_service_names_the_index_of_a_bad_time(rt: Runtime) -> None:
     for edge in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):  # out of range in UTC
         with pytest.raises(BadInput, match="event 0: time"):
             await event_svc.ingest_events(rt, [EventInput(id="3", source="s", type="t", subject="x", time=edge)])
+    for bad in (EventInput(id="\ud800", source="s", type="t", subject="x"),  # lone surrogates
+                EventInput(id="4", source="s", type="t", subject="x", data={"k": "\udc00"})):
+        with pytest.raises(BadInput, match="event 0: text must be valid Unicode"):
+            await event_svc.ingest_events(rt, [bad])
     assert await events_stored(rt) == 0
 
 

@@ -83,6 +83,14 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_event(index: int, e: EventInput, now: datetime) -> NewEvent:
     """A structurally valid event, or BadInput naming its index."""
     event_id = _required(index, "id", e.id)
@@ -98,12 +106,16 @@ def check_event(index: int, e: EventInput, now: datetime) -> NewEvent:
     data = e.data if e.data is not None else {}
     if not isinstance(data, dict):
         raise BadInput(f"event {index}: data must be a JSON object")
+    text = event_id + source + type_ + subject
     try:
         data_json = orjson.dumps(data).decode()
-    except TypeError:  # integers beyond 64 bits
+    except TypeError:  # integers beyond 64 bits, or text that is not valid Unicode
         data_json = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    if "\x00" in event_id + source + type_ + subject or ("\\u0000" in data_json and _has_nul(data)):
+        text += data_json
+    if "\x00" in text or ("\\u0000" in data_json and _has_nul(data)):
         raise BadInput(f"event {index}: text must not contain NUL characters")
+    if not text.isascii() and not _encodable(text):
+        raise BadInput(f"event {index}: text must be valid Unicode (no lone surrogates)")
     return NewEvent(event_id=event_id, source=source, type=type_, subject=subject, time=time, data=data,
                     ingested_at=now, validation_error=None, data_json=data_json)
 
