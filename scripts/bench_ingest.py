@@ -1,5 +1,5 @@
 """Ingest throughput on PostgreSQL: events/s for batches of 1000 through the service layer and
-through GraphQL over HTTP (ASGI in-process), beside a raw COPY of the same rows.
+through GraphQL and REST over HTTP (ASGI in-process), beside a raw COPY of the same rows.
 
     uv run python scripts/bench_ingest.py [--batches 20] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
 
@@ -79,6 +79,20 @@ async def graphql_path(rt: Runtime, batches: int, tag: str = "gql") -> float:
         return batches * BATCH / (time.perf_counter() - t0)
 
 
+async def rest_path(rt: Runtime, batches: int, tag: str = "rest") -> float:
+    """POST /api/v1/events with a CloudEvents batch (the REST ingestEvents operation)."""
+    bodies = [orjson.dumps(make_batch(f"{tag}{n}", n)) for n in range(batches)]
+    app = create_app(runtime=rt)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+        t0, c0 = time.perf_counter(), time.process_time()
+        for body in bodies:
+            resp = await client.post("/api/v1/events", content=body,
+                                      headers={"content-type": "application/cloudevents-batch+json"})
+            assert resp.status_code == 204, resp.text
+        CPU["rest"] = (time.process_time() - c0) / (time.perf_counter() - t0)
+        return batches * BATCH / (time.perf_counter() - t0)
+
+
 async def copy_path(url: str, batches: int) -> float:
     """The floor: COPY of the same rows into an unindexed scratch table."""
     rows = [(e["id"], e["source"], e["type"], e["subject"], datetime.fromisoformat(e["time"]),
@@ -117,6 +131,7 @@ async def run(url: str, batches: int, profile: str | None) -> None:
             prof.print(show_all=os.environ.get("SHOW_ALL") == "1")
         svc = await service_path(rt, batches)
         gql = await graphql_path(rt, batches)
+        rest = await rest_path(rt, batches)
         copy = await copy_path(url.replace("postgresql+psycopg://", "postgresql://"), batches)
     finally:
         await db.close()
@@ -124,6 +139,7 @@ async def run(url: str, batches: int, profile: str | None) -> None:
           "2 meters (SUM with groupBy, COUNT)")
     print(f"{'path':<30}{'events/s':>10}{'vs COPY':>9}{'client CPU':>12}")
     rows = [("service ingest_events", svc, CPU["svc"]), ("GraphQL ingestEvents (HTTP)", gql, CPU["gql"]),
+            ("REST POST /api/v1/events", rest, CPU["rest"]),
             ("raw COPY (scratch table)", copy, None)]
     for name, rate, cpu in rows:
         share = f"{cpu:.0%}" if cpu is not None else "-"
