@@ -76,6 +76,11 @@ class Reference:
         self.pre: dict[datetime, Snap] = {}  # after the usage up to m, before the steps at m
         self.post: dict[datetime, Snap] = {}  # after steps 1-5 at m
         self.is_reset: set[datetime] = set()
+        self.recurring = {  # each grant's recurrence instants over the simulated span
+            g.id: instants(g.recurrence.interval, g.recurrence.anchor, self.start, self.horizon)
+            for g in grants
+            if g.recurrence is not None
+        }
         self._simulate()
 
     # -- rules, as written in the semantics -------------------------------------
@@ -84,9 +89,7 @@ class Reference:
         return g.effective_at <= t < g.expires_at and not voided
 
     def recurs(self, g: Grant, t: datetime) -> bool:
-        if g.recurrence is None:
-            return False
-        return t in instants(g.recurrence.interval, g.recurrence.anchor, t, t)
+        return t in self.recurring.get(g.id, ())
 
     def burn(self, bal: dict[str, Decimal], need: Decimal, t: datetime) -> Decimal:
         for g in self.grants:

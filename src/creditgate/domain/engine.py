@@ -70,15 +70,20 @@ def value_at(
 def state_at(
     ent: Metered, grants: Iterable[Grant], usage: UsageFn, t: datetime, start: State | None = None
 ) -> State:
-    """The state at the whole minute t, as a snapshot for later reads.
+    """A snapshot for later reads: the state at the start of the phase containing the
+    whole minute t.
 
-    It is the state after steps 1-4 at t, a reset at t included, before step 5: the
-    overage carried into t is not yet burnt (the next phase burns it first, so nothing
-    is lost). A snapshot taken at a reset R is therefore the start of the period
+    Its `at` is the latest instant <= t where a phase starts: t itself when something
+    happens at t (a reset, a grant becoming effective, expiring, voided or recurring,
+    measure_usage_from), else an earlier instant. (Usage is burnt per whole phase; with
+    negative usage a phase cut in two does not burn like the whole, so snapshots are
+    only taken where phases start.) The state is the one after steps 1-4 at `at`, a
+    reset there included, before step 5: the overage carried into `at` is not burnt yet
+    (the next phase burns it first). A snapshot at a reset R is the start of the period
     beginning at R. `value_at(ent, grants, usage, t2, start=state_at(..., t))` equals
-    `value_at(ent, grants, usage, t2)` for every t2 >= t (in any later period too; the
-    replay carries on through the resets). Before measure_usage_from the state at
-    measure_usage_from is returned (with `at` = measure_usage_from).
+    `value_at(ent, grants, usage, t2)` for every t2 >= t, in this period or a later one
+    (the replay carries on through the resets). Before measure_usage_from the state at
+    measure_usage_from is returned.
     """
     t = utc(t)
     if not on_minute(t):
@@ -86,7 +91,16 @@ def state_at(
     with localcontext(CONTEXT):
         book = Book(ent, grants)
         t = max(t, book.sched.start)
-        return _run(book, t, t, usage, start).state(t)
+        p = plan(book, t, t, usage, start)
+        last = max(x for x in p.bounds if x in p.phases)
+        ledger = p.ledger
+        for i, u in enumerate(p.usage):
+            at = p.bounds[i + 1]
+            if at > last:
+                break
+            ledger.burn(u)
+            ledger.step(at, at in p.resets, p.changes.get(at))
+        return ledger.state(last)
 
 
 def next_change(ent: Metered, grants: Iterable[Grant], t: datetime) -> datetime | None:

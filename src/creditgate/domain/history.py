@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from decimal import localcontext
+from decimal import Decimal, localcontext
 
 from creditgate.domain.errors import BadInput
 from creditgate.domain.ledger import CONTEXT, ZERO, Book, Plan, plan
@@ -40,9 +40,11 @@ def burndown(
 
     The state at a is replayed from its period start (or an earlier reset when
     rollovers tie periods together, or from `start`, a `state_at` snapshot at or
-    before a). Segments split at every phase boundary and reset; each starts after
-    steps 1-4 at its start, its grant usage includes the carried overage it paid, its
-    overage is what is carried at its end.
+    before a). Segments split at every phase boundary and reset. A segment starting at
+    a phase boundary starts after steps 1-4 there; one starting at `a` inside a phase
+    starts at the value-like state there (the phase's usage up to `a` burnt). Its grant
+    usage includes the carried overage it paid; its overage is what is carried at its
+    end.
     """
     with localcontext(CONTEXT):
         book = Book(ent, grants)
@@ -50,20 +52,32 @@ def burndown(
         if a == b:
             return []
         p = _plan(book, a, b, usage, start, ())
-        ledger, bounds, resets, changes = p.ledger, p.bounds, p.resets, p.changes
+        ledger, bounds, phases = p.ledger, p.bounds, p.phases
         ids = book.ids
         out: list[Segment] = []
+        pending = ZERO  # usage since the last phase start, not burnt yet
+        opened: tuple[datetime, list[Decimal]] | None = None
+        used = ZERO
         for i, u in enumerate(p.usage):
             lo, hi = bounds[i], bounds[i + 1]
-            if lo >= a:
-                before = list(ledger.bal)
-                ledger.burn(u)
+            if lo in phases and (lo >= a):
+                opened, used = (lo, list(ledger.bal)), ZERO  # after steps 1-4 at lo
+            elif lo == a:
+                opened, used = (lo, ledger.peek(pending)[0]), ZERO  # inside a phase
+            pending += u
+            used += u
+            if hi not in phases and hi != b:
+                continue
+            ledger.burn(pending)
+            pending = ZERO
+            if opened is not None:
+                at, before = opened
                 after = ledger.bal
                 out.append(
                     Segment(
-                        start=lo,
+                        start=at,
                         end=hi,
-                        usage=u,
+                        usage=used,
                         overage=ledger.carry if ledger.carry > 0 else ZERO,
                         balance_at_start=sum(before, ZERO),
                         balance_at_end=sum(after, ZERO),
@@ -72,9 +86,7 @@ def burndown(
                         grant_usage={g: x - y for g, x, y in zip(ids, before, after, strict=True)},
                     )
                 )
-            else:
-                ledger.burn(u)
-            ledger.step(hi, hi in resets, changes.get(hi))
+            ledger.step(hi, hi in p.resets, p.changes.get(hi))
         return out
 
 
@@ -99,18 +111,23 @@ def windowed_history(
             return []
         edges = window_edges(a, b, WindowSize(window), tzinfo)
         p = _plan(book, a, b, usage, start, edges)
-        ledger, bounds, resets, changes = p.ledger, p.bounds, p.resets, p.changes
+        ledger, bounds, phases = p.ledger, p.bounds, p.phases
         opens = {a, *edges}
         out: list[Window] = []
+        pending = ZERO  # usage since the last phase start, not burnt yet
+        opened = bounds[0] == a
         w_start, w_usage, w_balance = a, ZERO, ledger.balance()
         for i, u in enumerate(p.usage):
-            lo, hi = bounds[i], bounds[i + 1]
-            ledger.burn(u)
-            ledger.step(hi, hi in resets, changes.get(hi))
-            if lo >= a:
-                w_usage += u
+            hi = bounds[i + 1]
+            pending += u
+            w_usage += u
+            if hi in phases:
+                ledger.burn(pending)
+                pending = ZERO
+                ledger.step(hi, hi in p.resets, p.changes.get(hi))
             if hi in opens or hi == b:
-                if hi > a and w_usage != 0:
+                if opened and w_usage != 0:
                     out.append(Window(w_start, hi, w_usage, w_balance))
-                w_start, w_usage, w_balance = hi, ZERO, ledger.balance()
+                opened = True
+                w_start, w_usage, w_balance = hi, ZERO, ledger.balance(pending)
         return out

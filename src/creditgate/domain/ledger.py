@@ -136,6 +136,20 @@ class Book:
         return [known.get(e.id, ZERO) if e.active(s) else ZERO for e in self.entries]
 
 
+def _greedy(bal: list[Decimal], need: Decimal) -> Decimal:
+    """Take `need` from the balances in order; return what is left (the overage, or a
+    credit when `need` is negative)."""
+    if need > 0:
+        for i, b in enumerate(bal):
+            if b > 0:
+                if b >= need:
+                    bal[i] = b - need
+                    return ZERO
+                bal[i] = ZERO
+                need -= b
+    return need
+
+
 class Ledger:
     """Per-grant balances in burn order, the carried overage (negative: a credit from
     negative usage) and the usage since the last reset."""
@@ -149,20 +163,18 @@ class Ledger:
         self.used = used
 
     def burn(self, usage: Decimal) -> None:
-        """Step 5 then the phase's usage: burn the carried overage plus `usage`."""
+        """Step 5 then the phase's usage: burn the carried overage plus `usage`.
+
+        `usage` must be the usage of the whole phase (or of its start up to a read):
+        with negative usage, burning a phase in pieces is not the same as at once.
+        """
         self.used += usage
-        need = self.carry + usage
-        if need > 0:
-            bal = self.bal
-            for i, b in enumerate(bal):
-                if b > 0:
-                    if b >= need:
-                        bal[i] = b - need
-                        need = ZERO
-                        break
-                    bal[i] = ZERO
-                    need -= b
-        self.carry = need
+        self.carry = _greedy(self.bal, self.carry + usage)
+
+    def peek(self, usage: Decimal) -> tuple[list[Decimal], Decimal]:
+        """Balances and carry if `usage` were burnt now, leaving the ledger as is."""
+        bal = list(self.bal)
+        return bal, _greedy(bal, self.carry + usage)
 
     def step(self, at: datetime, reset: bool, changes: list[tuple[int, Decimal]] | None) -> None:
         """Steps 1-4 at `at`."""
@@ -180,10 +192,12 @@ class Ledger:
             for pos, value in changes:
                 bal[pos] = value
 
-    def balance(self) -> Decimal:
-        """The entitlement balance once the carried overage is burnt (step 5)."""
+    def balance(self, usage: Decimal = ZERO) -> Decimal:
+        """The entitlement balance once `usage` and the carried overage are burnt."""
         total = sum(self.bal, ZERO)
-        debt = self.carry if self.carry > 0 else ZERO
+        debt = self.carry + usage
+        if debt <= 0:
+            return total
         return total - debt if total > debt else ZERO
 
     def state(self, at: datetime) -> State:
@@ -192,13 +206,18 @@ class Ledger:
 
 @dataclass(slots=True)
 class Plan:
-    """A replay from `bounds[0]` to `bounds[-1]`: `usage[i]` is U(bounds[i], bounds[i+1])."""
+    """A replay from `bounds[0]` to `bounds[-1]`: `usage[i]` is U(bounds[i], bounds[i+1]).
+
+    `phases` holds the bounds where a phase starts (something changes, or the origin);
+    the other bounds only split the usage (window edges, the target).
+    """
 
     ledger: Ledger
     bounds: list[datetime]
     resets: set[datetime]
     changes: Changes
     usage: Sequence[Decimal]
+    phases: set[datetime]
 
 
 def plan(
@@ -250,4 +269,4 @@ def plan(
     if head:
         ledger.used = values[0]
         values = values[1:]
-    return Plan(ledger, bounds, resets, changes, values)
+    return Plan(ledger, bounds, resets, changes, values, {origin, *changes, *resets})
