@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -70,7 +71,7 @@ class Usage:
     def __call__(self, bounds: Sequence[datetime]) -> list[Decimal]:
         self.calls.append(list(bounds))
         assert len(bounds) >= 2
-        assert all(a < b for a, b in zip(bounds, bounds[1:], strict=False))
+        assert all(a < b for a, b in itertools.pairwise(bounds))
         assert all(b.second == 0 and b.microsecond == 0 for b in bounds)
         keys = sorted(self.events)
         sums = [D(0)]
@@ -80,4 +81,4 @@ class Usage:
         def upto(t: datetime) -> Decimal:  # usage of the minutes m with m + 1min <= t
             return sums[bisect_left(keys, t)]
 
-        return [upto(b) - upto(a) for a, b in zip(bounds, bounds[1:], strict=False)]
+        return [upto(b) - upto(a) for a, b in itertools.pairwise(bounds)]

@@ -131,7 +131,9 @@ class Reference:
         manual = {r.at: r.retain_anchor for r in ent.resets if r.at > self.start}
         anchor = ent.usage_period.anchor
         autos = instants(ent.usage_period.interval, anchor, self.start, self.horizon)
-        first = Snap({g.id: (g.amount if self.active(g, self.start) else NOTHING) for g in self.grants}, NOTHING, self.start)
+        first = Snap(
+            {g.id: (g.amount if self.active(g, self.start) else NOTHING) for g in self.grants}, NOTHING, self.start
+        )
         first = self.steps(first, self.start, reset=False)
         self.post[self.start] = first
         m = self.start
@@ -161,9 +163,8 @@ class Reference:
             s = self.post[self.start]
             return s.balances, s.overage, NOTHING, self.start
         ceil = t if t.second == 0 and t.microsecond == 0 else t.replace(second=0, microsecond=0) + ONE
-        if ceil == t or ceil not in self.is_reset:
-            s = self.post[ceil]
-        else:  # the reset at t' belongs to the next period
+        s = self.post[ceil]
+        if ceil != t and ceil in self.is_reset:  # the reset at t' belongs to the next period
             s = self.steps(self.pre[ceil], ceil, reset=False)
         return s.balances, s.overage, self.usage(s.period_start, ceil), s.period_start
 

@@ -154,7 +154,9 @@ def test_windowed_balance_is_the_value_at_the_window_start() -> None:
 
 def test_windowed_minutes() -> None:
     u = Usage({at("2024-01-01 10:00"): 1, at("2024-01-01 10:02"): 1})
-    ws = windowed_history(ENT, [grant("a", 5, START)], u, START, at("2024-01-01 11:00"), WindowSize.MINUTE, "Asia/Kolkata")
+    ws = windowed_history(
+        ENT, [grant("a", 5, START)], u, START, at("2024-01-01 11:00"), WindowSize.MINUTE, "Asia/Kolkata"
+    )
     assert [(w.start, w.usage, w.balance_at_start) for w in ws] == [
         (at("2024-01-01 10:00"), 1, 5),
         (at("2024-01-01 10:02"), 1, 4),

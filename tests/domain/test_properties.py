@@ -7,6 +7,7 @@ minute-by-minute reference stays fast.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -168,7 +169,7 @@ def test_period_usage_is_burnt_or_overage(case: Case, t: datetime) -> None:
     segs = burndown(case.ent, case.grants, case.usage(), ps, end)
     burnt = sum((x for s in segs for x in s.grant_usage.values()), D(0))
     assert burnt + segs[-1].overage == sum((s.usage for s in segs), D(0)) == v.usage
-    for a, b in zip(segs, segs[1:], strict=False):
+    for a, b in itertools.pairwise(segs):
         assert a.end == b.start
     for s in segs:
         assert s.balance_at_start == sum(s.balances_at_start.values(), D(0))
@@ -264,9 +265,7 @@ PARIS_AUTUMN = at("2024-10-26 12:00")
     st.sampled_from([WindowSize.HOUR, WindowSize.DAY, WindowSize.MINUTE]),
     st.sampled_from(["UTC", "Europe/Paris", "Asia/Kolkata", "America/St_Johns"]),
 )
-def test_windows_agree_with_the_reference(
-    drawn: tuple[Case, datetime, datetime], size: WindowSize, tz: str
-) -> None:
+def test_windows_agree_with_the_reference(drawn: tuple[Case, datetime, datetime], size: WindowSize, tz: str) -> None:
     case, a, b = drawn
     a, b = min(a, b), max(a, b)
     a = max(a, case.ent.measure_usage_from)

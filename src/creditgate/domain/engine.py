@@ -32,9 +32,7 @@ def _run(book: Book, target: datetime, limit: datetime, usage: UsageFn, start: S
     return ledger
 
 
-def value_at(
-    ent: Metered, grants: Iterable[Grant], usage: UsageFn, t: datetime, start: State | None = None
-) -> Value:
+def value_at(ent: Metered, grants: Iterable[Grant], usage: UsageFn, t: datetime, start: State | None = None) -> Value:
     """The entitlement value at t (SEMANTICS 6.3).
 
     Replays the phases from the period start of t to t' = ceil_m(t), then applies steps
@@ -67,9 +65,7 @@ def value_at(
         )
 
 
-def state_at(
-    ent: Metered, grants: Iterable[Grant], usage: UsageFn, t: datetime, start: State | None = None
-) -> State:
+def state_at(ent: Metered, grants: Iterable[Grant], usage: UsageFn, t: datetime, start: State | None = None) -> State:
     """A snapshot for later reads: the state at the start of the phase containing the
     whole minute t.
 

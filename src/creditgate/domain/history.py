@@ -22,9 +22,7 @@ def _range(book: Book, a: datetime, b: datetime) -> tuple[datetime, datetime]:
     return ceil_m(a), ceil_m(b)
 
 
-def _plan(
-    book: Book, a: datetime, b: datetime, usage: UsageFn, start: State | None, extra: Iterable[datetime]
-) -> Plan:
+def _plan(book: Book, a: datetime, b: datetime, usage: UsageFn, start: State | None, extra: Iterable[datetime]) -> Plan:
     return plan(book, b, b, usage, start, extra=[a, *extra], begin=a)
 
 

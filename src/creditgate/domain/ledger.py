@@ -101,9 +101,7 @@ class Book:
     def forgets(self, reset: datetime) -> bool:
         """True when the state after this reset does not depend on the state before:
         every active grant is clamped to a fixed amount or refilled at the reset."""
-        return not any(
-            e.active(reset) and e.eff != reset and not e.recurs_at(reset) for e in self.memoryful
-        )
+        return not any(e.active(reset) and e.eff != reset and not e.recurs_at(reset) for e in self.memoryful)
 
     def changes(self, lo: datetime, hi: datetime) -> Changes:
         """Steps 2-4 at every instant in (lo, hi]: (position, new balance) pairs."""
