@@ -104,3 +104,13 @@ async def test_rollover_at_automatic_reset(gql: GQL, ent: dict[str, object], clo
     # first grant: 70 left, clamped to 50; second grant: 100, no rollover allowance: 0
     assert v == {"hasAccess": True, "balance": 50.0, "usage": 0.0, "overage": 0.0, "config": None}
     assert (await value(gql, "c", "ai", at="2024-01-31T23:00:00Z"))["balance"] == 170.0
+
+
+async def test_out_of_range_and_over_precise_amounts(gql: GQL, ent: dict[str, object]) -> None:
+    base = {"effectiveAt": "2024-01-15T12:00:00Z", "expiration": {"duration": "DAY", "count": 1}}
+    for amount in (1e300, 1e26):
+        err = await gql.error(CREATE_GRANT, "BAD_USER_INPUT", s="c", e="ai", input={**base, "amount": amount})
+        assert "out of range" in err["message"]
+    # more than 12 decimal places: rounded the same way on both databases
+    g = await grant(gql, "c", "ai", 0.1234567890123456, "2024-01-15T12:00:00Z")
+    assert g["amount"] == 0.123456789012

@@ -13,6 +13,7 @@ from creditgate.adapters.sql import features as feature_repo
 from creditgate.adapters.sql import grants as grant_repo
 from creditgate.adapters.sql import snapshots as snap_repo
 from creditgate.adapters.sql.subjects import ensure_subject
+from creditgate.adapters.sql.types import fit_stored
 from creditgate.domain import Interval, floor_m, period_start
 from creditgate.domain.errors import BadInput, NotFound
 from creditgate.services import invalidation
@@ -48,7 +49,10 @@ def to_amount(value: float | Decimal | int, what: str) -> Decimal:
         raise BadInput(f"{what} must be a number") from None
     if not out.is_finite():
         raise BadInput(f"{what} must be a finite number")
-    return out
+    try:
+        return fit_stored(out)
+    except ValueError:
+        raise BadInput(f"{what} is out of range (at most 26 integer digits)") from None
 
 
 def check_priority(priority: int, what: str = "priority") -> None:

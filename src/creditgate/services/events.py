@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
@@ -14,6 +14,7 @@ import orjson
 from creditgate.adapters.sql import events as repo
 from creditgate.adapters.sql import meters as meter_repo
 from creditgate.adapters.sql.events import MinuteDelta, MinuteValue, NewEvent
+from creditgate.adapters.sql.types import LIMIT, fit_stored
 from creditgate.domain.errors import BadInput
 from creditgate.services import invalidation
 from creditgate.services.invalidation import UsageTouch
@@ -23,8 +24,6 @@ from creditgate.services.runtime import Runtime, floor_minute
 
 MAX_BATCH = 1000
 MAX_LIST = 1000
-SCALE = Decimal("1e-12")  # the stored precision of sums (NUMERIC(38, 12))
-LIMIT = Decimal("1e26")  # values at or above this would overflow the stored sums
 NUMERIC = {"SUM", "AVG", "MIN", "MAX"}
 
 
@@ -138,13 +137,7 @@ def numeric_value(raw: Any) -> Decimal:
         raise ValueError("must be a number or a numeric string") from None
     if not value.is_finite():
         raise ValueError("must be a finite number")
-    if abs(value) >= LIMIT:
-        raise ValueError("is out of range")
-    if value.as_tuple().exponent < -12:  # type: ignore[operator]
-        with localcontext() as ctx:
-            ctx.prec = 60
-            return value.quantize(SCALE)
-    return value
+    return fit_stored(value)
 
 
 _LIMIT_INT = int(LIMIT)

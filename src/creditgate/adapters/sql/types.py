@@ -21,6 +21,20 @@ from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 PRECISION = 38
+SCALE = 12  # decimal places stored (NUMERIC(38, 12) on PostgreSQL; SQLite is made to agree)
+QUANTUM = Decimal(1).scaleb(-SCALE)
+LIMIT = Decimal(1).scaleb(PRECISION - SCALE)  # amounts at or above this do not fit
+
+
+def fit_stored(value: Decimal) -> Decimal:
+    """`value` as both databases store it: rounded to SCALE places; ValueError when too large."""
+    if abs(value) >= LIMIT:
+        raise ValueError("is out of range")
+    if value.as_tuple().exponent < -SCALE:  # type: ignore[operator]
+        with localcontext() as ctx:
+            ctx.prec = 2 * PRECISION
+            return value.quantize(QUANTUM)
+    return value
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -57,13 +71,13 @@ def dec_text(value: Decimal) -> str:
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
-    impl = Numeric(PRECISION, 12)
+    impl = Numeric(PRECISION, SCALE)
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(String(64))
-        return dialect.type_descriptor(Numeric(PRECISION, 12, asdecimal=True))
+        return dialect.type_descriptor(Numeric(PRECISION, SCALE, asdecimal=True))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
