@@ -14,7 +14,7 @@ import orjson
 from creditgate.adapters.sql import events as repo
 from creditgate.adapters.sql import meters as meter_repo
 from creditgate.adapters.sql.events import MinuteDelta, MinuteValue, NewEvent
-from creditgate.adapters.sql.types import LIMIT, fit_stored
+from creditgate.adapters.sql.types import LIMIT, SCALE, fit_stored
 from creditgate.domain.errors import BadInput
 from creditgate.services import invalidation
 from creditgate.services.invalidation import UsageTouch
@@ -127,7 +127,7 @@ def numeric_value(raw: Any) -> Decimal:
         raise ValueError("is out of range")
     if type(raw) is float and -_LIMIT_FLOAT < raw < _LIMIT_FLOAT:  # finite and in range
         value = Decimal(repr(raw))
-        if value.as_tuple().exponent >= -12:  # type: ignore[operator]
+        if value.as_tuple().exponent >= -SCALE:  # type: ignore[operator]
             return value
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         raise ValueError("must be a number or a numeric string")
