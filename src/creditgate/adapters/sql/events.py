@@ -169,6 +169,7 @@ SELECT stored, CASE WHEN stored <> %(n)s THEN (SELECT array_agg(source) FROM ins
 _PG_MINUTES = _PG_UPSERT_MINUTES.format(when="true")
 _PG_VALUES = _PG_INSERT_VALUES.format(when="true")
 
+
 async def _driver(session: AsyncSession) -> Any:
     """The psycopg connection under the session, in the session's transaction."""
     raw = await (await session.connection()).get_raw_connection()
