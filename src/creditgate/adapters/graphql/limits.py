@@ -44,10 +44,13 @@ def validation_rules() -> AddValidationRules:
 
 
 def _too_long(value: Any) -> bool:
+    """A list argument, or a list field of an input object argument, longer than MAX_LIST.
+
+    The schema has no deeper lists, and JSON scalars (event `data`) are data, not arguments."""
     if isinstance(value, list):
-        return len(value) > MAX_LIST or any(_too_long(v) for v in value[:MAX_LIST])
+        return len(value) > MAX_LIST
     if isinstance(value, dict):
-        return any(_too_long(v) for v in value.values())
+        return any(isinstance(v, list) and len(v) > MAX_LIST for v in value.values())
     return False
 
 
