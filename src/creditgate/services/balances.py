@@ -21,8 +21,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from creditgate.adapters.sql import entitlements as ent_repo
 from creditgate.adapters.sql import grants as grant_repo
 from creditgate.adapters.sql import snapshots as snap_repo
-from creditgate.adapters.sql.features import get_features_by_ids
-from creditgate.adapters.sql.usage import UsageRequest, live_meters, load_usage
+from creditgate.adapters.sql.features import features_with_meters
+from creditgate.adapters.sql.usage import UsageRequest, load_usage
 from creditgate.domain import Grant as EngineGrant
 from creditgate.domain import Interval, ManualReset, Metered, Recurrence, State, add_interval
 from creditgate.services.records import Entitlement, Feature, Grant, Meter, Reset
@@ -71,16 +71,14 @@ async def load_bundles(session: AsyncSession, ents: Sequence[Entitlement],
     if not metered:
         return {}
     ids = sorted(metered)
-    features = await get_features_by_ids(session, sorted({e.feature_id for e in metered.values()}))
-    meters = await live_meters(session, sorted({f.meter_slug for f in features.values() if f.meter_slug}))
+    features = await features_with_meters(session, sorted({e.feature_id for e in metered.values()}))
     grants = await grant_repo.grants_of(session, ids)
     resets = await ent_repo.resets_of(session, ids)
     snaps = await snap_repo.latest_at_or_before(session, snapshot_limits) if snapshot_limits else {}
     out: dict[str, Bundle] = {}
     for i in ids:
         e = metered[i]
-        f = features.get(e.feature_id)
-        m = meters.get(f.meter_slug) if f and f.meter_slug else None
+        f, m = features.get(e.feature_id, (None, None))
         gs = grants.get(i, [])
         rs = resets.get(i, [])
         out[i] = Bundle(e, f, m, gs, rs, snaps.get(i), to_metered(e, rs), [to_engine_grant(g) for g in gs])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, update
+from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,6 +25,33 @@ def to_entitlement(row: EntitlementRow) -> Entitlement:
         usage_period_anchor=row.usage_period_anchor, measure_usage_from=row.measure_usage_from,
         issue_after_reset=row.issue_after_reset, issue_after_reset_priority=row.issue_after_reset_priority,
         created_at=row.created_at, updated_at=row.updated_at, deleted_at=row.deleted_at)
+
+
+_E: Any = EntitlementRow.__table__  # type: ignore[attr-defined]
+_R: Any = ResetRow.__table__  # type: ignore[attr-defined]
+# Read paths use Core selects built once (tuples, no ORM objects): column order matters below.
+ENT_COLS = (_E.c.id, _E.c.type, _E.c.subject_key, _E.c.feature_id, _E.c.feature_key, _E.c.metadata, _E.c.config,
+            _E.c.is_soft_limit, _E.c.usage_period_interval, _E.c.usage_period_anchor, _E.c.measure_usage_from,
+            _E.c.issue_after_reset, _E.c.issue_after_reset_priority, _E.c.created_at, _E.c.updated_at,
+            _E.c.deleted_at)
+_BY_REFS = core_select(*ENT_COLS).where(
+    _E.c.subject_key.in_(bindparam("subjects", expanding=True)),
+    or_(_E.c.id.in_(bindparam("refs", expanding=True)), _E.c.feature_key.in_(bindparam("keys", expanding=True))))
+_RESETS = (core_select(_R.c.id, _R.c.entitlement_id, _R.c.reset_at, _R.c.retain_anchor, _R.c.created_at)
+           .where(_R.c.entitlement_id.in_(bindparam("ids", expanding=True))).order_by(_R.c.reset_at))
+
+
+def entitlement_of(r: Sequence[Any]) -> Entitlement:
+    """An entitlement from a row of ENT_COLS."""
+    return Entitlement(
+        id=r[0], type=r[1], subject_key=r[2], feature_id=r[3], feature_key=r[4], metadata=dict(r[5] or {}),
+        config=r[6], is_soft_limit=bool(r[7]), usage_period_interval=r[8], usage_period_anchor=r[9],
+        measure_usage_from=r[10], issue_after_reset=r[11], issue_after_reset_priority=r[12], created_at=r[13],
+        updated_at=r[14], deleted_at=r[15])
+
+
+def reset_of(r: Sequence[Any]) -> Reset:
+    return Reset(id=r[0], entitlement_id=r[1], reset_at=r[2], retain_anchor=bool(r[3]), created_at=r[4])
 
 
 def to_reset(row: ResetRow) -> Reset:
@@ -77,10 +106,10 @@ async def by_refs(session: AsyncSession, subjects: Sequence[str], refs: Sequence
     """Every entitlement of these subjects whose id or feature key is one of `refs` (deleted included)."""
     if not subjects or not refs:
         return []
-    stmt = select(EntitlementRow).where(col(EntitlementRow.subject_key).in_(sorted(set(subjects))),
-                                        or_(col(EntitlementRow.id).in_(sorted(set(refs))),
-                                            col(EntitlementRow.feature_key).in_(sorted(set(refs)))))
-    return [to_entitlement(r) for r in (await session.exec(stmt)).all()]
+    wanted = sorted(set(refs))
+    conn = await session.connection()
+    rows = await conn.execute(_BY_REFS, {"subjects": sorted(set(subjects)), "refs": wanted, "keys": wanted})
+    return [entitlement_of(r) for r in rows]
 
 
 async def by_ids(session: AsyncSession, ids: Sequence[str]) -> dict[str, Entitlement]:
@@ -131,8 +160,7 @@ async def resets_of(session: AsyncSession, ent_ids: Sequence[str]) -> dict[str, 
     out: dict[str, list[Reset]] = {i: [] for i in ent_ids}
     if not ent_ids:
         return out
-    stmt = (select(ResetRow).where(col(ResetRow.entitlement_id).in_(sorted(set(ent_ids))))
-            .order_by(col(ResetRow.reset_at)))
-    for r in (await session.exec(stmt)).all():
-        out.setdefault(r.entitlement_id, []).append(to_reset(r))
+    conn = await session.connection()
+    for r in await conn.execute(_RESETS, {"ids": sorted(set(ent_ids))}):
+        out.setdefault(r[1], []).append(reset_of(r))
     return out

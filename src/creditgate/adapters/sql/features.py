@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import and_, bindparam, or_
+from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from creditgate.adapters.sql.dialect import insert_unique
-from creditgate.adapters.sql.tables import FeatureRow
+from creditgate.adapters.sql.meters import METER_COLS, meter_of
+from creditgate.adapters.sql.tables import FeatureRow, MeterRow
 from creditgate.domain.errors import Conflict
-from creditgate.services.records import Feature
+from creditgate.services.records import Feature, Meter
 
 ORDER: dict[str, Any] = {"ID": FeatureRow.id, "KEY": FeatureRow.key, "CREATED_AT": FeatureRow.created_at,
          "UPDATED_AT": FeatureRow.updated_at}
@@ -22,6 +25,32 @@ def to_feature(row: FeatureRow) -> Feature:
     return Feature(id=row.id, key=row.key, name=row.name, metadata=dict(row.metadata_ or {}),
                    meter_slug=row.meter_slug, meter_group_by_filters=dict(row.meter_group_by_filters or {}),
                    archived_at=row.archived_at, created_at=row.created_at, updated_at=row.updated_at)
+
+
+_F: Any = FeatureRow.__table__  # type: ignore[attr-defined]
+_M: Any = MeterRow.__table__  # type: ignore[attr-defined]
+FEATURE_COLS = (_F.c.id, _F.c.key, _F.c.name, _F.c.metadata, _F.c.meter_slug, _F.c.meter_group_by_filters,
+                _F.c.archived_at, _F.c.created_at, _F.c.updated_at)
+# features by id with their live meter (at most one: uq_meters_slug_live), one Core select
+_WITH_METERS = (core_select(*FEATURE_COLS, *METER_COLS)
+                .select_from(_F.outerjoin(_M, and_(_M.c.slug == _F.c.meter_slug, _M.c.deleted_at.is_(None))))
+                .where(_F.c.id.in_(bindparam("ids", expanding=True))))
+
+
+def feature_of(r: Sequence[Any]) -> Feature:
+    """A feature from a row starting with FEATURE_COLS."""
+    return Feature(id=r[0], key=r[1], name=r[2], metadata=dict(r[3] or {}), meter_slug=r[4],
+                   meter_group_by_filters=dict(r[5] or {}), archived_at=r[6], created_at=r[7], updated_at=r[8])
+
+
+async def features_with_meters(session: AsyncSession, ids: Sequence[str]) -> dict[str, tuple[Feature, Meter | None]]:
+    """Features by id, each with the live meter its meter_slug names (None without one)."""
+    if not ids:
+        return {}
+    conn = await session.connection()
+    n = len(FEATURE_COLS)
+    return {r[0]: (feature_of(r), meter_of(r[n:]) if r[n] is not None else None)
+            for r in await conn.execute(_WITH_METERS, {"ids": sorted(set(ids))})}
 
 
 def _live() -> SelectOfScalar[FeatureRow]:

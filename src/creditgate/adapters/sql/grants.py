@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import bindparam
+from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -20,6 +23,24 @@ def to_grant(row: GrantRow) -> Grant:
                  recurrence_interval=row.recurrence_interval, recurrence_anchor=row.recurrence_anchor,
                  min_rollover=row.min_rollover, max_rollover=row.max_rollover, metadata=dict(row.metadata_ or {}),
                  voided_at=row.voided_at, created_at=row.created_at, updated_at=row.updated_at)
+
+
+_G: Any = GrantRow.__table__  # type: ignore[attr-defined]
+# the read path's Core select (tuples, no ORM objects): column order matters in grant_of
+GRANT_COLS = (_G.c.id, _G.c.entitlement_id, _G.c.amount, _G.c.priority, _G.c.effective_at,
+              _G.c.expiration_duration, _G.c.expiration_count, _G.c.expires_at, _G.c.recurrence_interval,
+              _G.c.recurrence_anchor, _G.c.min_rollover, _G.c.max_rollover, _G.c.metadata, _G.c.voided_at,
+              _G.c.created_at, _G.c.updated_at)
+_OF = (core_select(*GRANT_COLS).where(_G.c.entitlement_id.in_(bindparam("ids", expanding=True)))
+       .order_by(_G.c.created_at, _G.c.id))
+
+
+def grant_of(r: Sequence[Any]) -> Grant:
+    """A grant from a row of GRANT_COLS."""
+    return Grant(id=r[0], entitlement_id=r[1], amount=r[2], priority=r[3], effective_at=r[4],
+                 expiration_duration=r[5], expiration_count=r[6], expires_at=r[7], recurrence_interval=r[8],
+                 recurrence_anchor=r[9], min_rollover=r[10], max_rollover=r[11], metadata=dict(r[12] or {}),
+                 voided_at=r[13], created_at=r[14], updated_at=r[15])
 
 
 async def insert_grant(session: AsyncSession, g: Grant) -> Grant:
@@ -54,10 +75,9 @@ async def grants_of(session: AsyncSession, ent_ids: Sequence[str]) -> dict[str, 
     out: dict[str, list[Grant]] = {i: [] for i in ent_ids}
     if not ent_ids:
         return out
-    stmt = (select(GrantRow).where(col(GrantRow.entitlement_id).in_(sorted(set(ent_ids))))
-            .order_by(col(GrantRow.created_at), col(GrantRow.id)))
-    for r in (await session.exec(stmt)).all():
-        out.setdefault(r.entitlement_id, []).append(to_grant(r))
+    conn = await session.connection()
+    for r in await conn.execute(_OF, {"ids": sorted(set(ent_ids))}):
+        out.setdefault(r[1], []).append(grant_of(r))
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import or_
 from sqlmodel import col, select
@@ -20,6 +21,17 @@ def to_meter(row: MeterRow) -> Meter:
                  aggregation=row.aggregation, value_property=row.value_property,
                  group_by=dict(row.group_by or {}), window_size=row.window_size,
                  created_at=row.created_at, updated_at=row.updated_at)
+
+
+_M: Any = MeterRow.__table__  # type: ignore[attr-defined]
+METER_COLS = (_M.c.id, _M.c.slug, _M.c.description, _M.c.event_type, _M.c.aggregation, _M.c.value_property,
+              _M.c.group_by, _M.c.window_size, _M.c.created_at, _M.c.updated_at)
+
+
+def meter_of(r: Sequence[Any]) -> Meter:
+    """A meter from a row of METER_COLS (Core selects on read paths)."""
+    return Meter(id=r[0], slug=r[1], description=r[2], event_type=r[3], aggregation=r[4], value_property=r[5],
+                 group_by=dict(r[6] or {}), window_size=r[7], created_at=r[8], updated_at=r[9])
 
 
 async def get_meter(session: AsyncSession, id_or_slug: str) -> Meter | None:

@@ -17,14 +17,10 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from creditgate.adapters.sql.dialect import dialect_name
-from creditgate.adapters.sql.meters import to_meter
-from creditgate.adapters.sql.tables import MeterRow
 from creditgate.adapters.sql.types import to_decimal
-from creditgate.services.records import Meter
 
 ZERO = Decimal(0)
 MAX_PARAMS = 20_000
@@ -44,13 +40,6 @@ class UsageAnswer:
     usage: list[Decimal]
     next_minute: datetime | None = None  # first stored minute >= bounds[-1]
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-async def live_meters(session: AsyncSession, slugs: Sequence[str]) -> dict[str, Meter]:
-    if not slugs:
-        return {}
-    stmt = select(MeterRow).where(col(MeterRow.slug).in_(sorted(set(slugs))), col(MeterRow.deleted_at).is_(None))
-    return {r.slug: to_meter(r) for r in (await session.exec(stmt)).all()}
 
 
 def _sqlite_ts(t: datetime) -> str:
