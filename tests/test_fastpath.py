@@ -6,17 +6,21 @@ body must be equal, and the fast path must have answered exactly the requests it
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from sqlmodel import delete, select
 
 from creditgate.adapters.graphql import fastpath
+from creditgate.adapters.sql.tables import EventRow, MeterMinuteRow, MeterMinuteValueRow
+from creditgate.app import create_app
 from creditgate.services import tokens as token_svc
 from creditgate.services.runtime import Runtime
-from tests.conftest import GQL
+from tests.conftest import GQL, Backend, make_settings
 from tests.ent_helpers import CHECK, CREATE_ENT, VALUE, events, feature, grant, meter, metered
 
 Compare = Callable[..., Awaitable[None]]
@@ -133,3 +137,149 @@ async def test_tokens_match(compare: Compare, world: dict[str, Any], gql: GQL, r
     assert await token_svc.invalidate_tokens(rt, subject_key="a") == 1
     # refused (401) before either path
     await compare({"query": VALUE, "variables": {"s": "a", "e": "ai"}}, None, token=token)
+
+
+# --- ingestEvents: each sequence is played twice into an empty event store, fast path on and off ---
+
+INGEST = "mutation($e: [CloudEventInput!]!) { ingestEvents(events: $e) { accepted duplicates } }"
+Step = tuple[Any, bool | None, str | None]  # body, answered by the fast path?, bearer token
+
+
+def ev(i: int | str, subject: str = "a", **extra: Any) -> dict[str, Any]:
+    return {"id": str(i), "source": "app", "type": "prompt", "subject": subject, **extra}
+
+
+def ingest(events: Any, fast: bool | None, token: str | None = None) -> Step:
+    return {"query": INGEST, "variables": {"e": events}}, fast, token
+
+
+async def _ingest_state(rt: Runtime) -> list[list[dict[str, Any]]]:
+    out = []
+    async with rt.db.read() as s:
+        tables: list[Any] = [EventRow, MeterMinuteRow, MeterMinuteValueRow]
+        for table in tables:  # events in insertion order (seq)
+            rows = (await s.exec(select(table).order_by(*table.__table__.primary_key))).all()
+            out.append([r.model_dump(exclude={"seq"}) for r in rows])
+    return out
+
+
+async def _empty_event_store(rt: Runtime) -> None:
+    async with rt.db.transaction() as s:
+        for table in (EventRow, MeterMinuteRow, MeterMinuteValueRow):
+            await s.exec(delete(table))
+
+
+async def replay(rt: Runtime, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, steps: list[Step]) -> None:
+    """Plays the steps with the fast path on, then again (from the same empty event store) with it
+    off: every response and the stored events and aggregates must be equal."""
+    real = fastpath.answer
+    served: list[bool] = []
+
+    async def counting(rt: Runtime, principal: Any, body: bytes) -> bytes | None:
+        out = await real(rt, principal, body)
+        served.append(out is not None)
+        return out
+
+    async def off(rt: Runtime, principal: Any, body: bytes) -> bytes | None:
+        return None
+
+    runs = []
+    for answer in (counting, off):
+        await _empty_event_store(rt)
+        monkeypatch.setattr(fastpath, "answer", answer)
+        responses = []
+        for body, fast, token in steps:
+            served.clear()
+            headers = {"content-type": "application/json", **({"authorization": f"Bearer {token}"} if token else {})}
+            got = await http.post("/graphql", content=json.dumps(body).encode(), headers=headers)
+            if answer is counting:
+                assert served == ([] if fast is None else [fast]), (body, served, got.text)
+            responses.append((got.status_code, got.headers.get("content-type"), got.content))
+        runs.append((responses, await _ingest_state(rt)))
+    monkeypatch.setattr(fastpath, "answer", real)
+    (fast_responses, fast_state), (full_responses, full_state) = runs
+    for step, a, b in zip(steps, fast_responses, full_responses, strict=True):
+        assert a == b, step
+    assert fast_state == full_state
+    assert fast_state[0], "the sequence stored events"
+
+
+@pytest.fixture
+async def meters(gql: GQL) -> None:
+    await meter(gql, group_by={"model": "$.model"})
+    await meter(gql, "calls", aggregation="COUNT")
+    await meter(gql, "uniq", aggregation="UNIQUE_COUNT")
+    await feature(gql, "ai")
+    await metered(gql, "a", "ai", interval="MONTH")
+
+
+async def test_ingest_matches(rt: Runtime, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch,
+                              meters: None) -> None:
+    valid = [ev(1, data={"tokens": 5, "model": "gpt"}), ev(2, "b", time="2024-01-15T11:59:00Z", data={"tokens": 0.1}),
+             ev(3, time="2024-01-15T13:00:00+02:00", specversion="1.0", data={"tokens": "2.5", "model": None}),
+             ev(4, time="2024-01-15t12:00:10.5z", specversion=None, data=None),
+             ev(5, time=None, data={"tokens": "many", "x": [1, {"y": "é ☃"}]}),  # a value error: stored, flagged
+             {"data": {"tokens": 1e-7}, "subject": "c", "type": "other", "source": "src", "id": "6"}]
+    steps = [
+        ingest(valid, True),
+        ingest(valid, True),  # all duplicates
+        ingest([ev(7, data={"tokens": 1}), ev(7, data={"tokens": 2}), valid[0]], True),  # within and across batches
+        ingest([], True),
+        ingest([ev(f"k{i}", f"s{i % 7}", data={"tokens": i % 5}) for i in range(1000)], True),
+        # structural errors: the service refuses the batch, Strawberry answers
+        *[ingest([ev(8), {**ev(9), **bad}], False) for bad in [  # type: ignore[dict-item]
+            {"id": ""}, {"source": " "}, {"type": ""}, {"subject": ""}, {"specversion": "0.3"},
+            {"data": [1, 2]}, {"data": "text"}, {"data": 3}, {"id": "a\x00b"}, {"data": {"k": "\x00"}}]],
+        # what GraphQL's coercion refuses or changes
+        *[ingest([ev(10), {**ev(11), **bad}], False) for bad in [  # type: ignore[dict-item]
+            {"extra": 1}, {"id": 5}, {"subject": True}, {"source": None}, {"type": ["x"]}, {"specversion": 1},
+            {"time": "yesterday"}, {"time": "2024-01-15T10:00:00"}, {"time": "2024-13-01T00:00:00Z"},
+            {"time": 1705320000}, {"time": "9999-12-31T23:59:59-01:00"},
+            {"data": {"n": 123456789012345678901234567890}}]],  # (orjson would read a float)
+        ingest([ev(12), {"id": "13", "source": "app", "type": "prompt"}], False),  # subject missing
+        ingest([ev(14), None], False),
+        ingest([ev(15), "x"], False),
+        ingest(None, False),
+        ingest(ev(16, data={"tokens": 3}), False),  # one object: GraphQL reads a list of one
+        ingest([ev(f"m{i}") for i in range(1001)], False),
+        ({"query": INGEST}, False, None),
+        ({"query": INGEST, "variables": {"e": [ev(17)], "other": 1}}, False, None),
+        ({"query": INGEST, "variables": {"e": [ev(18)]}, "operationName": "X"}, False, None),
+        # other documents
+        ({"query": 'mutation M { r: ingestEvents(events: [{id: "19", source: "app", type: "prompt", subject: "a", '
+                    'time: "2024-01-15T12:00:00+01:00", data: {tokens: 2, model: "gpt"}}]) '
+                    "{ __typename d: duplicates accepted } }", "operationName": "M"}, True, None),
+        ({"query": 'mutation { ingestEvents(events: {id: "20", source: "app", type: "prompt", subject: "a"}) '
+                    "{ accepted } }"}, True, None),
+        ({"query": "mutation($s: String!) { ingestEvents(events: [{id: \"21\", source: \"app\", type: \"prompt\", "
+                    "subject: $s}]) { accepted } }", "variables": {"s": "a"}}, False, None),
+        ({"query": 'mutation { ingestEvents(events: [{id: "22", source: "app", type: "prompt", subject: "a", '
+                    'time: "noon"}]) { accepted } }'}, False, None),
+        ({"query": "mutation($e: [CloudEventInput!]) { ingestEvents(events: $e) { accepted } }",
+          "variables": {"e": [ev(23)]}}, False, None),
+        ({"query": "mutation($e: [CloudEventInput!]!) { ingestEvents(events: $e) { accepted } "
+                    "__typename }", "variables": {"e": [ev(24)]}},
+         False, None),
+        ({"query": "query($e: [CloudEventInput!]!) { ingestEvents(events: $e) { accepted } }",
+          "variables": {"e": [ev(25)]}}, False, None),
+    ]
+    await replay(rt, http, monkeypatch, steps)
+
+
+async def test_ingest_auth_matches(rt: Runtime, monkeypatch: pytest.MonkeyPatch, meters: None,
+                                   backend: Backend) -> None:
+    rt.settings = make_settings(backend, api_keys="k1")  # (model_copy would keep the cached api_key_set)
+    app = create_app(runtime=rt)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        made = await GQL(http).ok('mutation { createSubjectToken(subjectKey: "a") { token } }', "k1")
+        token = made["createSubjectToken"]["token"]
+        steps = [
+            ingest([ev(1, data={"tokens": 1})], True, "k1"),
+            ingest([ev(2)], None),  # 401 before either path
+            ingest([ev(2)], None, "k2"),
+            ingest([ev(2)], False, token),  # FORBIDDEN: a subject token may not ingest
+            ingest([ev(2, "b")], False, token),
+            ingest([{**ev(2), "x": 1}], False, token),  # the variables are refused before auth
+            ingest([ev(2), ev(1)], True, "k1"),
+        ]
+        await replay(rt, http, monkeypatch, steps)

@@ -1,16 +1,21 @@
-"""A fast path for the hot reads: `entitlementValue` and `checkAccess` at "now".
+"""A fast path for the hot reads (`entitlementValue`, `checkAccess` at "now") and for `ingestEvents`.
 
 Strawberry spends several hundred microseconds per request (argument conversion, field
-resolution, result completion), more than the cache round trip these reads need. A query
-document qualifies once (validated with the full path's rules and token limit) when it is
-one query operation whose only root field is entitlementValue or checkAccess, selecting
-leaf fields only, with no fragments, directives or variable defaults. Such a request is
-answered by the same services and auth rules, written as the same JSON.
+resolution, result completion), more than the cache round trip these reads need, and ~25 µs
+per event of an ingest batch (variable coercion of [CloudEventInput!]!, argument conversion).
+A document qualifies once (validated with the full path's rules and token limit) when it is
+one query or mutation operation whose only root field is one of ROOTS, selecting leaf fields
+only, with no fragments, directives or variable defaults. Such a request is answered by the
+same services and auth rules, written as the same JSON.
 
 Anything else falls back to Strawberry, which then produces the standard answer: other
-documents, unusual variables (an `at`, values of the wrong type, lists over MAX_LIST),
-and every request whose answer would carry an error (auth refusals, NOT_FOUND, a number
-a Float cannot represent). These are reads, so answering them twice is harmless.
+documents, unusual variables (an `at`, values of the wrong type, unknown keys, nulls, a time
+that does not parse, lists over MAX_LIST), and every request whose answer would carry an error
+(auth refusals, NOT_FOUND, BAD_USER_INPUT from the ingest service, a number a Float cannot
+represent). Reads are harmless to answer twice; an ingest that fails stored nothing (the
+service checks the whole batch before its transaction, which rolls back on any error; after
+the commit only the cache invalidation runs, and it logs its own errors), so Strawberry's
+second attempt starts from the same state.
 """
 
 from __future__ import annotations
@@ -31,29 +36,47 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     StringValueNode,
+    Undefined,
     VariableNode,
     parse,
     specified_rules,
+    value_from_ast,
 )
 from strawberry.schema.schema import validate_document
 
 from creditgate.adapters.graphql.limits import MAX_LIST, MAX_TOKENS, RULES
+from creditgate.adapters.graphql.meters import CloudEventInput, _event_from_input
+from creditgate.adapters.graphql.scalars import parse_datetime
 from creditgate.adapters.graphql.schema import schema
+from creditgate.services import events as event_svc
 from creditgate.services import tokens as token_svc
 from creditgate.services import values as svc
 from creditgate.services.auth import Principal
 from creditgate.services.runtime import Runtime
 
 # root field -> (argument -> kind, leaf fields of the result, result type name)
-STR, AT, CHECKS = "str", "at", "checks"
+STR, AT, CHECKS, EVENTS = "str", "at", "checks", "events"
 ROOTS: dict[str, tuple[dict[str, str], frozenset[str], str]] = {
     "entitlementValue": ({"subjectKey": STR, "entitlementIdOrFeatureKey": STR, "at": AT},
                          frozenset({"hasAccess", "balance", "usage", "overage", "config"}), "EntitlementValue"),
     "checkAccess": ({"checks": CHECKS, "at": AT},
                     frozenset({"subjectKey", "featureKey", "hasAccess", "reason", "entitlementId", "type",
                                "balance", "usage", "overage", "config"}), "AccessResult"),
+    "ingestEvents": ({"events": EVENTS}, frozenset({"accepted", "duplicates"}), "IngestResult"),
 }
-CHECK_KEYS = frozenset({"subjectKey", "featureKey"})
+# AccessCheckInput and CloudEventInput: their String! fields, and all their fields
+CHECK_STRINGS = ("subjectKey", "featureKey")
+CHECK_KEYS = frozenset(CHECK_STRINGS)
+EVENT_STRINGS = ("id", "source", "type", "subject")
+EVENT_KEYS = frozenset({*EVENT_STRINGS, "specversion", "time", "data"})
+_mutation = schema._schema.mutation_type
+assert _mutation is not None
+EVENTS_TYPE = _mutation.fields["ingestEvents"].args["events"].type  # [CloudEventInput!]!
+
+
+# A run of 19 digits: every integer outside [-2**63, 2**64) has one.
+_DIGITS = bytes(b"0"[0] if chr(i).isdigit() and i < 128 else b" "[0] for i in range(256))
+_LONG_NUMBER = b"0" * 19
 
 
 class Fallback(Exception):
@@ -87,7 +110,8 @@ def _plan(doc: DocumentNode) -> Plan | None:
     if len(doc.definitions) != 1 or not isinstance(doc.definitions[0], OperationDefinitionNode):
         return None
     op = doc.definitions[0]
-    if op.operation != OperationType.QUERY or op.directives or len(op.selection_set.selections) != 1:
+    # (validation has checked that the root field belongs to the operation's type)
+    if op.operation == OperationType.SUBSCRIPTION or op.directives or len(op.selection_set.selections) != 1:
         return None
     if any(v.default_value is not None or v.directives for v in op.variable_definitions or ()):
         return None
@@ -106,6 +130,11 @@ def _plan(doc: DocumentNode) -> Plan | None:
             args.append((a.name.value, kind, False, a.value.value))
         elif kind == AT and isinstance(a.value, NullValueNode):
             args.append((a.name.value, kind, False, None))
+        elif kind == EVENTS:  # a literal: coerced here as the full path does (once per document)
+            coerced = value_from_ast(a.value, EVENTS_TYPE)
+            if coerced is Undefined:
+                return None  # it holds variables
+            args.append((a.name.value, kind, False, coerced))
         else:
             return None
     if used != {v.variable.name.value for v in op.variable_definitions or ()}:
@@ -125,21 +154,47 @@ def _plan(doc: DocumentNode) -> Plan | None:
 def _arguments(plan: Plan, variables: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, kind, is_var, ref in plan.args:
-        value = variables.get(ref) if is_var else ref
+        value: Any = variables.get(ref) if is_var else ref
         if kind == STR and not isinstance(value, str):
             raise Fallback
         if kind == AT and value is not None:
             raise Fallback  # past instants: rare, and DateTime parsing lives in the full path
-        if kind == CHECKS and not _checks_ok(value):
-            raise Fallback
+        if kind == CHECKS:
+            value = _objects(value, CHECK_STRINGS, CHECK_KEYS)
+        if kind == EVENTS:
+            coerced = [_coerced_event(e) for e in _objects(value, EVENT_STRINGS, EVENT_KEYS)] if is_var else value
+            value = [_event_from_input(CloudEventInput, e, None) for e in coerced]  # the full path's records
         out[name] = value
     return out
 
 
-def _checks_ok(value: Any) -> bool:
-    return isinstance(value, list) and len(value) <= MAX_LIST and all(
-        isinstance(c, dict) and c.keys() == CHECK_KEYS and isinstance(c["subjectKey"], str)
-        and isinstance(c["featureKey"], str) for c in value)
+def _objects(value: Any, strings: tuple[str, ...], keys: frozenset[str]) -> list[dict[str, Any]]:
+    """A variable for a [SomeInput!]! argument that GraphQL's coercion keeps as it is: a list of at
+    most MAX_LIST objects, no keys but `keys`, the String! fields `strings` present and strings.
+    Anything else (a lone object, which GraphQL reads as a list of one, included) raises Fallback."""
+    if not isinstance(value, list) or len(value) > MAX_LIST:
+        raise Fallback
+    for item in value:
+        if not isinstance(item, dict) or not item.keys() <= keys:
+            raise Fallback
+        for name in strings:
+            if not isinstance(item.get(name), str):  # missing, null or another type
+                raise Fallback
+    return value
+
+
+def _coerced_event(item: dict[str, Any]) -> dict[str, Any]:
+    """A CloudEventInput as GraphQL's coercion gives it (after _objects): the optional fields
+    with their defaults, `time` parsed by the DateTime scalar; Fallback where it would refuse."""
+    spec, time = item.get("specversion", "1.0"), item.get("time")
+    if spec is not None and not isinstance(spec, str):
+        raise Fallback
+    if time is not None:
+        try:
+            time = parse_datetime(time)
+        except ValueError:
+            raise Fallback from None
+    return {**item, "specversion": spec, "time": time, "data": item.get("data")}  # data: JSON, any value
 
 
 def _num(x: Decimal | None) -> float | None:
@@ -199,6 +254,10 @@ def _access(a: svc.Access, plan: Plan) -> dict[str, Any]:
 
 
 async def _execute(plan: Plan, rt: Runtime, principal: Principal, args: dict[str, Any]) -> Any:
+    if plan.root == "ingestEvents":
+        principal.require_admin()
+        done = await event_svc.ingest_events(rt, args["events"])
+        return {key: plan.typename if name == "__typename" else getattr(done, name) for key, name in plan.fields}
     if plan.root == "entitlementValue":
         subject, ref = args["subjectKey"], args["entitlementIdOrFeatureKey"]
         principal.require_subject(subject)
@@ -217,8 +276,10 @@ async def _execute(plan: Plan, rt: Runtime, principal: Principal, args: dict[str
 
 async def answer(rt: Runtime, principal: Principal, body: bytes) -> bytes | None:
     """The response body for a qualifying POST body, or None: use the full path."""
+    if _LONG_NUMBER in body.translate(_DIGITS):
+        return None  # orjson reads integers beyond 64 bits as floats, Strawberry's json.loads as ints
     try:
-        data = orjson.loads(body)
+        data = orjson.loads(body)  # otherwise as json.loads reads it, or an error (NaN, lone surrogates...)
     except orjson.JSONDecodeError:
         return None
     if not isinstance(data, dict) or not data.keys() <= {"query", "variables", "operationName"}:
