@@ -1,7 +1,7 @@
 """The bridge between storage and the pure balance engine.
 
 `load_bundles` loads what the engine needs for many entitlements in a fixed number of
-statements (features, meters, grants, resets, snapshots). `run_ops` runs engine
+statements (features with meters; grants, resets and snapshots). `run_ops` runs engine
 operations whose usage comes from the database: the engine asks for usage once per
 operation, synchronously, with boundaries it derives from grants and resets only. So
 each operation runs twice: first with a usage function that records the boundaries
@@ -18,9 +18,7 @@ from typing import Any, TypeVar
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from creditgate.adapters.sql import entitlements as ent_repo
-from creditgate.adapters.sql import grants as grant_repo
-from creditgate.adapters.sql import snapshots as snap_repo
+from creditgate.adapters.sql.bundles import ledger_of
 from creditgate.adapters.sql.features import features_with_meters
 from creditgate.adapters.sql.usage import UsageRequest, load_usage
 from creditgate.domain import Grant as EngineGrant
@@ -72,16 +70,14 @@ async def load_bundles(session: AsyncSession, ents: Sequence[Entitlement],
         return {}
     ids = sorted(metered)
     features = await features_with_meters(session, sorted({e.feature_id for e in metered.values()}))
-    grants = await grant_repo.grants_of(session, ids)
-    resets = await ent_repo.resets_of(session, ids)
-    snaps = await snap_repo.latest_at_or_before(session, snapshot_limits) if snapshot_limits else {}
+    ledger = await ledger_of(session, ids, snapshot_limits or None)
     out: dict[str, Bundle] = {}
     for i in ids:
         e = metered[i]
         f, m = features.get(e.feature_id, (None, None))
-        gs = grants.get(i, [])
-        rs = resets.get(i, [])
-        out[i] = Bundle(e, f, m, gs, rs, snaps.get(i), to_metered(e, rs), [to_engine_grant(g) for g in gs])
+        gs = ledger.grants[i]
+        rs = ledger.resets[i]
+        out[i] = Bundle(e, f, m, gs, rs, ledger.snapshots.get(i), to_metered(e, rs), [to_engine_grant(g) for g in gs])
     return out
 
 
