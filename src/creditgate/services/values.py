@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from creditgate.adapters.sql import entitlements as ent_repo
 from creditgate.domain import Value, ceil_m, floor_m, next_change, value_at
@@ -117,6 +118,22 @@ def _from_engine(v: Value) -> EntValue:
 async def compute(rt: Runtime, items: Sequence[tuple[Entitlement, datetime]], *,
                   persist: bool = True) -> list[Computed]:
     """Values of entitlements at instants, from the database (a fixed number of statements)."""
+    if not any(ent.type == "METERED" for ent, _ in items):
+        return _compute_static(items)
+    async with rt.db.read() as s:
+        out, wishes = await _compute_in(rt, s, items)
+    if persist and wishes:
+        await persist_snapshots(rt, wishes)
+    return out
+
+
+def _compute_static(items: Sequence[tuple[Entitlement, datetime]]) -> list[Computed]:
+    return [Computed(_static_value(ent), None) for ent, _ in items]
+
+
+async def _compute_in(rt: Runtime, s: AsyncSession, items: Sequence[tuple[Entitlement, datetime]]
+                      ) -> tuple[list[Computed], list[tuple[str, datetime]]]:
+    """`compute` in an open read session: the values, and the snapshots worth storing."""
     now = rt.now()
     out: list[Computed | None] = [None] * len(items)
     metered: list[int] = []
@@ -125,7 +142,7 @@ async def compute(rt: Runtime, items: Sequence[tuple[Entitlement, datetime]], *,
             metered.append(k)
         else:
             out[k] = Computed(_static_value(ent), None)
-    bundles: dict[str, Bundle] = {}
+    wishes: list[tuple[str, datetime]] = []
     if metered:
         limits: dict[str, datetime] | None = None
         if rt.settings.snapshots:
@@ -133,15 +150,14 @@ async def compute(rt: Runtime, items: Sequence[tuple[Entitlement, datetime]], *,
             for k in metered:
                 ent, t = items[k]
                 limits[ent.id] = min(limits.get(ent.id, ceil_m(t)), ceil_m(t))
-        async with rt.db.read() as s:
-            ents = [items[k][0] for k in metered]
-            bundles = await load_bundles(s, ents, limits)
-            ops: list[tuple[Bundle, Op[Any]]] = []
-            for k in metered:
-                ent, t = items[k]
-                b = bundles[ent.id]
-                ops.append((b, _value_op(b, t)))
-            outcomes = await run_ops(s, ops)
+        ents = [items[k][0] for k in metered]
+        bundles = await load_bundles(s, ents, limits)
+        ops: list[tuple[Bundle, Op[Any]]] = []
+        for k in metered:
+            ent, t = items[k]
+            b = bundles[ent.id]
+            ops.append((b, _value_op(b, t)))
+        outcomes = await run_ops(s, ops)
         for k, o in zip(metered, outcomes, strict=True):
             ent, t = items[k]
             b = bundles[ent.id]
@@ -151,11 +167,9 @@ async def compute(rt: Runtime, items: Sequence[tuple[Entitlement, datetime]], *,
             if bound is not None and (expires is None or bound < expires):
                 expires = bound
             out[k] = Computed(_from_engine(o.result), expires)
-        if persist and limits:
+        if limits:
             wishes = [(i, at) for i, at in snapshot_wishes(bundles.values(), now) if limits[i] >= at]
-            if wishes:
-                await persist_snapshots(rt, wishes)
-    return [c for c in out if c is not None]
+    return [c for c in out if c is not None], wishes
 
 
 def _value_op(b: Bundle, t: datetime) -> Op[Value]:
@@ -205,11 +219,14 @@ async def check_access(rt: Runtime, checks: Sequence[tuple[str, str]], at: datet
             found[(sub, ref)] = Access(sub, ref, got[0], got[1], got[2])
     if missing:
         pairs = [unique[i] for i in missing]
-        async with rt.db.read() as s:
+        async with rt.db.read() as s:  # one session (one connection checkout) for the whole read
             candidates = await ent_repo.by_refs(s, [p[0] for p in pairs], [p[1] for p in pairs])
-        resolved = [resolve(candidates, sub, ref, t) for sub, ref in pairs]
-        todo = [(e, t) for e in resolved if e is not None]
-        computed = iter(await compute(rt, todo))
+            resolved = [resolve(candidates, sub, ref, t) for sub, ref in pairs]
+            todo = [(e, t) for e in resolved if e is not None]
+            done, wishes = await _compute_in(rt, s, todo)
+        if wishes:
+            await persist_snapshots(rt, wishes)
+        computed = iter(done)
         puts: list[tuple[str, str, bytes, object, float | None]] = []
         for i, (sub, ref), ent in zip(missing, pairs, resolved, strict=True):
             if ent is None:
