@@ -109,3 +109,11 @@ def test_datetime_scalar_edges() -> None:
     for bad in ("0001-01-01T00:00:00+03:00", "2024-01-01T00:00:00", "yesterday", 5):
         with pytest.raises(ValueError):
             parse_datetime(bad)
+
+
+def test_api_keys_follow_settings_copies() -> None:
+    from creditgate.config import Settings
+
+    base = Settings(api_keys="")
+    assert base.api_key_set == frozenset()
+    assert base.model_copy(update={"api_keys": "a, b"}).api_key_set == {"a", "b"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import lru_cache
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,9 +21,9 @@ class Settings(BaseSettings):
     snapshots: bool = True
     cors_origins: str = "*"
 
-    @cached_property
+    @property
     def api_key_set(self) -> frozenset[str]:
-        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+        return parse_keys(self.api_keys)
 
     @property
     def async_database_url(self) -> str:
@@ -38,3 +38,9 @@ def async_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url.removeprefix(prefix)
     return url
+
+
+@lru_cache(maxsize=8)
+def parse_keys(api_keys: str) -> frozenset[str]:
+    """The admin keys of a comma-separated list (cached: read on every request)."""
+    return frozenset(k.strip() for k in api_keys.split(",") if k.strip())
