@@ -8,6 +8,7 @@ minute-by-minute reference stays fast.
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -35,7 +36,14 @@ from tests.domain.reference import Reference
 T0 = at("2024-02-28 00:00")
 SPAN = 1500  # minutes
 TINY = timedelta(microseconds=1)
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SCALE = int(os.environ.get("CREDITGATE_PROPERTY_SCALE", "1"))  # more examples for a deeper hunt
+
+
+def examples(n: int) -> settings:
+    return settings(max_examples=n * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+FAST = examples(150)
 
 
 @dataclass
@@ -126,7 +134,7 @@ def instants(base: datetime = T0) -> st.SearchStrategy[datetime]:
     )
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@examples(500)
 @given(cases(), st.lists(instants(), min_size=1, max_size=6))
 def test_agrees_with_the_naive_reference(case: Case, ts: list[datetime]) -> None:
     ref = case.reference()
@@ -253,11 +261,27 @@ def test_window_balances_are_values(case: Case, a: datetime, b: datetime, tz: st
         assert w.balance_at_start == value_at(case.ent, case.grants, case.usage(), w.start).balance
 
 
+@FAST
+@given(cases(negative=True), minutes(T0, -50, SPAN), instants(), instants())
+def test_history_from_a_snapshot(case: Case, s: datetime, a: datetime, b: datetime) -> None:
+    # a snapshot at or before `from` (inside a phase or not) changes no history
+    a, b = min(a, b), max(a, b)
+    a = max(a, case.ent.measure_usage_from)
+    if b <= a:
+        return
+    s = min(s, a.replace(second=0, microsecond=0))
+    snap = state_at(case.ent, case.grants, case.usage(), s)
+    want = burndown(case.ent, case.grants, case.usage(), a, b)
+    assert burndown(case.ent, case.grants, case.usage(), a, b, start=snap) == want
+    win = windowed_history(case.ent, case.grants, case.usage(), a, b, WindowSize.HOUR, "UTC")
+    assert windowed_history(case.ent, case.grants, case.usage(), a, b, WindowSize.HOUR, "UTC", start=snap) == win
+
+
 PARIS_SPRING = at("2024-03-30 12:00")
 PARIS_AUTUMN = at("2024-10-26 12:00")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@examples(60)
 @given(
     st.sampled_from([T0, PARIS_SPRING, PARIS_AUTUMN]).flatmap(
         lambda base: st.tuples(cases(base), minutes(base, 0, SPAN), minutes(base, 0, SPAN))

@@ -48,26 +48,29 @@ def test_snapshot_at_a_recurrence_applies_it_once() -> None:
     assert value_at(ENT, g, u, at("2024-01-02 06:00"), start=s).balance == 8
 
 
-def test_state_at_is_taken_where_the_phase_starts() -> None:
-    # nothing happens between Jan 5 (B effective) and Jan 20: a snapshot asked for
-    # Jan 10 is the state at Jan 5
+def test_state_inside_a_phase_keeps_its_usage_unburnt() -> None:
+    # B effective Jan 5 starts a phase that lasts past Jan 10. The state at Jan 10 holds
+    # the balances at Jan 5 (A: 10 - 2 = 8, B: 4) and the 1 used since as a debt.
     u = Usage({at("2024-01-02 00:00"): 2, at("2024-01-07 00:00"): 1})
     g = [grant("a", 10, START), grant("b", 4, at("2024-01-05 00:00"))]
     s = state_at(ENT, g, u, at("2024-01-10 00:00"))
-    assert s == State(at("2024-01-05 00:00"), {"a": D(8), "b": D(4)}, D(0), D(2))
+    assert s == State(at("2024-01-10 00:00"), {"a": D(8), "b": D(4)}, D(1), D(3))
+    assert value_at(ENT, g, u, at("2024-01-10 00:00"), start=s).balances == {"a": D(7), "b": D(4)}
 
 
 def test_snapshots_with_negative_usage() -> None:
-    # one phase [00:00, 00:02): +0.1 then -0.1 nets 0, nothing burnt. Cutting the phase
-    # at 00:01 would burn 0.1 first and never give it back: snapshots do not cut.
+    # one phase [00:00, 00:02): +0.1 then -0.1 nets 0, nothing burnt. Burning the phase in
+    # two pieces at 00:01 would burn 0.1 first and never give it back.
     t0 = START
     u = Usage({t0: "0.1", t0 + MIN: "-0.1"})
     g = [grant("a", "0.1", t0)]
     s = state_at(ENT, g, u, t0 + MIN)
-    assert s.at == t0
+    assert s == State(t0 + MIN, {"a": D("0.1")}, D("0.1"), D("0.1"))
     assert value_at(ENT, g, u, t0 + 2 * MIN, start=s).balance == D("0.1")
+    assert value_at(ENT, g, u, t0 + 2 * MIN).balance == D("0.1")
     # a read at 00:01 itself sees the phase so far: 0.1 used
     assert value_at(ENT, g, u, t0 + MIN).balance == 0
+    assert value_at(ENT, g, u, t0 + MIN, start=s).balance == 0
 
 
 def test_snapshot_without_period_usage_fetches_it_in_the_same_call() -> None:

@@ -23,13 +23,8 @@ _TINY = timedelta(microseconds=1)
 def _run(book: Book, target: datetime, limit: datetime, usage: UsageFn, start: State | None) -> Ledger:
     """The ledger at `target` after steps 1-4 there (step 1 only if target <= limit)."""
     p = plan(book, target, limit, usage, start, begin=target)
-    ledger = p.ledger
-    bounds, resets, changes = p.bounds, p.resets, p.changes
-    for i, u in enumerate(p.usage):
-        ledger.burn(u)
-        at = bounds[i + 1]
-        ledger.step(at, at in resets, changes.get(at))
-    return ledger
+    p.ledger.run(p, target)
+    return p.ledger
 
 
 def value_at(ent: Metered, grants: Iterable[Grant], usage: UsageFn, t: datetime, start: State | None = None) -> Value:
@@ -66,17 +61,20 @@ def value_at(ent: Metered, grants: Iterable[Grant], usage: UsageFn, t: datetime,
 
 
 def state_at(ent: Metered, grants: Iterable[Grant], usage: UsageFn, t: datetime, start: State | None = None) -> State:
-    """A snapshot for later reads: the state at the start of the phase containing the
-    whole minute t.
+    """The state at the whole minute t, as a snapshot for later reads.
 
-    Its `at` is the latest instant <= t where a phase starts: t itself when something
-    happens at t (a reset, a grant becoming effective, expiring, voided or recurring,
-    measure_usage_from), else an earlier instant. (Usage is burnt per whole phase; with
-    negative usage a phase cut in two does not burn like the whole, so snapshots are
-    only taken where phases start.) The state is the one after steps 1-4 at `at`, a
-    reset there included, before step 5: the overage carried into `at` is not burnt yet
-    (the next phase burns it first). A snapshot at a reset R is the start of the period
-    beginning at R. `value_at(ent, grants, usage, t2, start=state_at(..., t))` equals
+    Usage is burnt per whole phase (with negative usage, a phase burnt in two pieces is
+    not the same as burnt at once), so the state keeps the usage of t's phase so far
+    unburnt: `balances` are those at the start of the phase containing t, after steps
+    1-4 there (a reset included), and `overage` is the debt still to burn, i.e. the
+    overage carried into that phase plus its usage up to t (negative: a credit).
+    Burning it gives the value at t. When a phase starts at t itself (a reset, a grant
+    becoming effective, ending or recurring, measure_usage_from), the balances are
+    those after steps 1-4 at t and the overage is the one carried into t, not burnt
+    yet: a snapshot at a reset R is the start of the period beginning at R.
+    `period_usage` is U(period_start(t), t).
+
+    `value_at(ent, grants, usage, t2, start=state_at(..., t))` equals
     `value_at(ent, grants, usage, t2)` for every t2 >= t, in this period or a later one
     (the replay carries on through the resets). Before measure_usage_from the state at
     measure_usage_from is returned.
@@ -88,15 +86,14 @@ def state_at(ent: Metered, grants: Iterable[Grant], usage: UsageFn, t: datetime,
         book = Book(ent, grants)
         t = max(t, book.sched.start)
         p = plan(book, t, t, usage, start)
-        last = max(x for x in p.bounds if x in p.phases)
+        bounds = p.bounds
+        last = max((x for x in bounds if x in p.phases), default=bounds[0])
         ledger = p.ledger
-        for i, u in enumerate(p.usage):
-            at = p.bounds[i + 1]
-            if at > last:
-                break
-            ledger.burn(u)
-            ledger.step(at, at in p.resets, p.changes.get(at))
-        return ledger.state(last)
+        ledger.run(p, last)
+        rest = sum(p.usage[bounds.index(last) :], ZERO)  # the phase so far, unburnt
+        ledger.carry += rest
+        ledger.used += rest
+        return ledger.state(t)
 
 
 def next_change(ent: Metered, grants: Iterable[Grant], t: datetime) -> datetime | None:

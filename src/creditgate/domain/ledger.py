@@ -128,6 +128,15 @@ class Book:
         known = start.balances
         return all(e.id in known for e in self.entries if e.live and e.eff <= s)
 
+    def starts_phase(self, t: datetime) -> bool:
+        """True when a phase starts at t: measure_usage_from, a reset, or a grant
+        becoming effective, ending or recurring."""
+        if t == self.sched.start or self.sched.is_reset(t):
+            return True
+        return any(
+            e.live and (e.eff == t or e.end == t or (e.eff < t < e.end and e.recurs_at(t))) for e in self.entries
+        )
+
     def load(self, start: State) -> list[Decimal]:
         s = start.at
         known = start.balances
@@ -174,6 +183,46 @@ class Ledger:
         bal = list(self.bal)
         return bal, _greedy(bal, self.carry + usage)
 
+    def run(self, plan: Plan, stop: datetime) -> None:
+        """Burn and step through `plan` up to the bound `stop`, every bound being a
+        phase start or the end of the replay. The hot loop of every read: `burn` and
+        `step` inlined, and the exhausted grants at the head of the burn order skipped."""
+        bal, carry, used = self.bal, self.carry, self.used
+        bounds, resets, changes = plan.bounds, plan.resets, plan.changes
+        size = len(bal)
+        first = 0  # every balance before this index is 0
+        for i, u in enumerate(plan.usage):
+            at = bounds[i + 1]
+            if at > stop:
+                break
+            used += u
+            need = carry + u
+            if need > 0:
+                j = first
+                while j < size:
+                    b = bal[j]
+                    if b > 0:
+                        if b >= need:
+                            bal[j] = b - need
+                            need = ZERO
+                            break
+                        bal[j] = ZERO
+                        need -= b
+                    j += 1
+                first = j
+            carry = need
+            if at in resets:
+                self.step(at, True, None)
+                carry = used = ZERO
+                first = 0
+            change = changes.get(at)
+            if change:
+                for pos, value in change:
+                    bal[pos] = value
+                    if pos < first:
+                        first = pos
+        self.carry, self.used = carry, used
+
     def step(self, at: datetime, reset: bool, changes: list[tuple[int, Decimal]] | None) -> None:
         """Steps 1-4 at `at`."""
         bal = self.bal
@@ -206,8 +255,9 @@ class Ledger:
 class Plan:
     """A replay from `bounds[0]` to `bounds[-1]`: `usage[i]` is U(bounds[i], bounds[i+1]).
 
-    `phases` holds the bounds where a phase starts (something changes, or the origin);
-    the other bounds only split the usage (window edges, the target).
+    `phases` holds the bounds where a phase starts (something changes there, or the
+    origin is measure_usage_from or a reset); the other bounds only split the usage
+    (window edges, the target, a snapshot taken inside a phase).
     """
 
     ledger: Ledger
@@ -241,9 +291,11 @@ def plan(
     period = sched.period_start(limit)
     snap = start if start is not None and start.at <= begin and book.snapshot_ok(start, limit) else None
     origin = sched.period_start(min(begin, limit))
+    whole = True  # a phase starts at the origin
     while True:
         if snap is not None and snap.at >= origin:
             origin = snap.at
+            whole = book.starts_phase(origin)
             used = snap.period_usage if sched.period_start(origin) == period else ZERO
             ledger = Ledger(book, book.load(snap), snap.overage, used or ZERO)
             break
@@ -267,4 +319,5 @@ def plan(
     if head:
         ledger.used = values[0]
         values = values[1:]
-    return Plan(ledger, bounds, resets, changes, values, {origin, *changes, *resets})
+    phases = {*changes, *resets, origin} if whole else {*changes, *resets}
+    return Plan(ledger, bounds, resets, changes, values, phases)
