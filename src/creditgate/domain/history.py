@@ -110,22 +110,28 @@ def windowed_history(
         edges = window_edges(a, b, WindowSize(window), tzinfo)
         p = _plan(book, a, b, usage, start, edges)
         ledger, bounds, phases = p.ledger, p.bounds, p.phases
-        opens = {a, *edges}
-        out: list[Window] = []
+        starts = [a, *edges]
+        opens = set(starts)
+        # the usage of each window first, so that only busy windows need a balance
+        totals: dict[datetime, Decimal] = {}
+        current: datetime | None = None
+        for i, u in enumerate(p.usage):
+            if bounds[i] in opens:
+                current = bounds[i]
+            if current is not None:
+                totals[current] = totals.get(current, ZERO) + u
+        balances: dict[datetime, Decimal] = {}
+        if totals.get(a, ZERO) != 0:
+            balances[a] = ledger.balance()  # when a is the origin
         pending = ZERO  # usage since the last phase start, not burnt yet
-        opened = bounds[0] == a
-        w_start, w_usage, w_balance = a, ZERO, ledger.balance()
         for i, u in enumerate(p.usage):
             hi = bounds[i + 1]
             pending += u
-            w_usage += u
             if hi in phases:
                 ledger.burn(pending)
                 pending = ZERO
                 ledger.step(hi, hi in p.resets, p.changes.get(hi))
-            if hi in opens or hi == b:
-                if opened and w_usage != 0:
-                    out.append(Window(w_start, hi, w_usage, w_balance))
-                opened = True
-                w_start, w_usage, w_balance = hi, ZERO, ledger.balance(pending)
-        return out
+            if hi in opens and totals.get(hi, ZERO) != 0:
+                balances[hi] = ledger.balance(pending)
+        ends = [*edges, b]
+        return [Window(w, end, totals[w], balances[w]) for w, end in zip(starts, ends, strict=True) if w in balances]
