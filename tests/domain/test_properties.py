@@ -136,9 +136,10 @@ def cases(draw: st.DrawFn, base: datetime = T0, negative: bool = False) -> Case:
 
 
 def instants(base: datetime = T0) -> st.SearchStrategy[datetime]:
-    """Whole minutes or not, before measure_usage_from or inside the span."""
+    """Whole minutes or just before one (so that t' is often where something happens),
+    before measure_usage_from or inside the span."""
     return st.builds(
-        lambda m, s: m + timedelta(microseconds=s), minutes(base, -200, SPAN), st.sampled_from([0, 0, 1, 30_000_000])
+        lambda m, s: m - timedelta(microseconds=s), minutes(base, -200, SPAN), st.sampled_from([0, 0, 1, 30_000_000])
     )
 
 
@@ -168,6 +169,10 @@ def test_snapshots_change_nothing(case: Case, s1: datetime, s2: datetime, t: dat
     second = state_at(case.ent, case.grants, case.usage(), s2, start=first)
     assert second == state_at(case.ent, case.grants, case.usage(), s2)
     assert value_at(case.ent, case.grants, case.usage(), t, start=second) == direct
+    # a snapshot at t' = ceil_m(t) > t (allowed; unusable when t' is a reset)
+    ceil = t.replace(second=0, microsecond=0) + (MIN if t.second or t.microsecond else 0 * MIN)
+    upper = state_at(case.ent, case.grants, case.usage(), ceil)
+    assert value_at(case.ent, case.grants, case.usage(), t, start=upper) == direct
     assert all(b >= 0 for b in direct.balances.values())
 
 
