@@ -161,3 +161,18 @@ def test_windowed_minutes() -> None:
         (at("2024-01-01 10:00"), 1, 5),
         (at("2024-01-01 10:02"), 1, 4),
     ]
+
+
+def test_history_starting_at_a_recurrence_sets_it_once() -> None:
+    # daily 10, 4 used on day 1 (10 -> 6); from Jan 2 00:00, the refill instant itself:
+    # the first segment starts at 10 (set, not 6 + 10), and the window balance is 10
+    u = Usage({at("2024-01-01 10:00"): 4, at("2024-01-02 01:00"): 3})
+    g = [grant("d", 10, START, every=Interval.DAY)]
+    jan2 = at("2024-01-02 00:00")
+    first = burndown(ENT, g, u, jan2, at("2024-01-02 12:00"))[0]
+    assert (first.start, first.balance_at_start, first.balance_at_end) == (jan2, 10, 7)
+    ws = windowed_history(ENT, g, u, jan2, at("2024-01-03 00:00"), WindowSize.HOUR, "UTC")
+    assert [(w.start, w.usage, w.balance_at_start) for w in ws] == [(at("2024-01-02 01:00"), 3, 10)]
+    # a history from the day before crosses the refill once too
+    segs = burndown(ENT, g, u, START, at("2024-01-02 12:00"))
+    assert [(s.start, s.balance_at_start, s.balance_at_end) for s in segs] == [(START, 10, 6), (jan2, 10, 7)]
