@@ -424,3 +424,34 @@ async def test_exact_amounts(gql: GQL) -> None:
     await events(gql, "big", ("2024-01-15T11:00:00Z", 1e-9))
     v = await value(gql, "big", "ai")
     assert (v["balance"], v["overage"], v["hasAccess"]) == (0.0, 0.0, False)
+
+
+# 1b. A recurring monthly grant anchored Jan 31: recurrence is set (not added), after the rollover clamp
+async def test_recurring_grant_at_month_end(gql: GQL, clock: Clock) -> None:
+    await meter(gql)
+    await feature(gql, "ai")
+    clock.set("2024-01-31T00:00:00+00:00")
+    await metered(gql, "c", "ai", interval="MONTH", anchor="2024-01-31T00:00:00Z")
+    r = await grant(gql, "c", "ai", 1000, "2024-01-31T00:00:00Z", recurrence={"interval": "MONTH"},
+                    maxRolloverAmount=200)
+    assert r["nextRecurrence"] == "2024-01-31T00:00:00Z"
+    clock.set("2024-02-10T00:01:00+00:00")
+    await events(gql, "c", ("2024-02-10T00:00:00Z", 300))
+    assert await bal(gql, "c", "ai") == (700.0, 300.0, 0.0)
+    nxt = "query($id: ID!) { entitlement(id: $id) { ... on MeteredEntitlement { grants { nextRecurrence } } } }"
+    ent_id = r["entitlementId"]
+    assert (await gql.ok(nxt, id=ent_id))["entitlement"]["grants"] == [{"nextRecurrence": "2024-02-29T00:00:00Z"}]
+    # Feb 29: the reset clamps 700 to 200, then the recurrence sets 1,000 (not 1,200)
+    clock.set("2024-02-29T00:00:00+00:00")
+    assert await bal(gql, "c", "ai") == (1000.0, 0.0, 0.0)
+    clock.set("2024-02-29T00:00:01+00:00")
+    assert (await gql.ok(nxt, id=ent_id))["entitlement"]["grants"] == [{"nextRecurrence": "2024-03-31T00:00:00Z"}]
+    await events(gql, "c", ("2024-03-30T23:58:00Z", 1100))
+    assert await bal(gql, "c", "ai", "2024-03-30T23:59:00Z") == (0.0, 1100.0, 100.0)
+    # read at 23:59:59 = at ceil Mar 31 00:00: the recurrence there counts at once and pays the 100
+    # (the reset there belongs to the next period, so the overage is not forgiven yet)
+    assert await bal(gql, "c", "ai", "2024-03-30T23:59:59Z") == (900.0, 1100.0, 0.0)
+    # Mar 31 (not Mar 29): reset forgives the overage, the grant is set to 1,000 again
+    assert await bal(gql, "c", "ai", "2024-03-29T00:00:00Z") == (1000.0, 0.0, 0.0)
+    clock.set("2024-03-31T00:00:00+00:00")
+    assert await bal(gql, "c", "ai") == (1000.0, 0.0, 0.0)
