@@ -114,3 +114,13 @@ async def test_out_of_range_and_over_precise_amounts(gql: GQL, ent: dict[str, ob
     # more than 12 decimal places: rounded the same way on both databases
     g = await grant(gql, "c", "ai", 0.1234567890123456, "2024-01-15T12:00:00Z")
     assert g["amount"] == 0.123456789012
+
+
+async def test_listing_hides_grants_of_deleted_entitlements_only(gql: GQL, ent: dict[str, object]) -> None:
+    g = await grant(gql, "c", "ai", 10, "2024-01-15T12:00:00Z")
+    await gql.ok(VOID, id=g["id"])
+    listing = 'query($d: Boolean) { grants(subjectKey: "c", includeDeleted: $d) { id voidedAt } }'
+    assert [x["id"] for x in (await gql.ok(listing, d=False))["grants"]] == [g["id"]]  # voided, still listed
+    await gql.ok('mutation($id: ID!) { deleteEntitlement(subjectKey: "c", entitlementId: $id) }', id=ent["id"])
+    assert (await gql.ok(listing, d=False))["grants"] == []
+    assert [x["id"] for x in (await gql.ok(listing, d=True))["grants"]] == [g["id"]]

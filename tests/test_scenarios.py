@@ -198,8 +198,8 @@ async def test_void_mid_period(gql: GQL, clock: Clock) -> None:
         g["id"]: "2024-01-15T12:30:00Z", h["id"]: None}
     assert listed["entitlement"]["live"] == [{"id": h["id"]}]
     assert [x["id"] for x in listed["entitlements"]] == [ent["id"]]
-    # the admin listing shows voided grants with includeDeleted (as OpenMeter's grant listing)
-    assert [x["id"] for x in listed["grants"]] == [h["id"]]
+    # voided grants stay listed (SEMANTICS §5); includeDeleted is about deleted entitlements
+    assert [x["id"] for x in listed["grants"]] == [g["id"], h["id"]]
     assert {x["id"] for x in listed["withVoided"]} == {g["id"], h["id"]}
 
 

@@ -83,13 +83,15 @@ async def grants_of(session: AsyncSession, ent_ids: Sequence[str]) -> dict[str, 
 
 async def list_grants(session: AsyncSession, subject_key: str | None, entitlement_id: str | None,
                       include_deleted: bool, limit: int, offset: int) -> list[Grant]:
-    """Grants, newest last; `include_deleted` also lists grants of deleted entitlements and voided ones."""
+    """Grants, newest last; `include_deleted` also lists grants of deleted entitlements.
+
+    Voided grants stay listed (SEMANTICS §5): voiding is not deleting."""
     stmt = select(GrantRow).join(EntitlementRow, col(EntitlementRow.id) == col(GrantRow.entitlement_id))
     if subject_key is not None:
         stmt = stmt.where(col(EntitlementRow.subject_key) == subject_key)
     if entitlement_id is not None:
         stmt = stmt.where(col(GrantRow.entitlement_id) == entitlement_id)
     if not include_deleted:
-        stmt = stmt.where(col(EntitlementRow.deleted_at).is_(None), col(GrantRow.voided_at).is_(None))
+        stmt = stmt.where(col(EntitlementRow.deleted_at).is_(None))
     stmt = stmt.order_by(col(GrantRow.created_at), col(GrantRow.id)).limit(limit).offset(offset)
     return [to_grant(r) for r in (await session.exec(stmt)).all()]
