@@ -13,12 +13,14 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import orjson
 import psycopg
+import uvloop
 
 from creditgate.adapters.sql.db import Database, migrate
 from creditgate.app import create_app
@@ -34,6 +36,18 @@ INGEST = "mutation($e: [CloudEventInput!]!) { ingestEvents(events: $e) { accepte
 
 
 SPREAD = True  # set by --scenario
+CLIENTS = 1  # set by --clients: batches sent concurrently, in order, by this many senders
+
+
+async def send_all(items: list[Any], send: Callable[[Any], Awaitable[None]]) -> None:
+    """Send every item, CLIENTS at a time (each sender takes the next item in order)."""
+    queue = iter(items)
+
+    async def sender() -> None:
+        for item in queue:
+            await send(item)
+
+    await asyncio.gather(*(sender() for _ in range(CLIENTS)))
 
 
 def make_batch(prefix: str, n: int) -> list[dict[str, Any]]:
@@ -57,10 +71,12 @@ def as_inputs(batch: list[dict[str, Any]]) -> list[EventInput]:
 
 async def service_path(rt: Runtime, batches: int, tag: str = "svc") -> float:
     prepared = [as_inputs(make_batch(f"{tag}{n}", n)) for n in range(batches)]
-    t0, c0 = time.perf_counter(), time.process_time()
-    for batch in prepared:
+    async def send(batch: list[EventInput]) -> None:
         result = await events.ingest_events(rt, batch)
         assert result.accepted == BATCH, result
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    await send_all(prepared, send)
     CPU["svc"] = (time.process_time() - c0) / (time.perf_counter() - t0)
     return batches * BATCH / (time.perf_counter() - t0)
 
@@ -70,11 +86,13 @@ async def graphql_path(rt: Runtime, batches: int, tag: str = "gql") -> float:
               for n in range(batches)]
     app = create_app(runtime=rt)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
-        t0, c0 = time.perf_counter(), time.process_time()
-        for body in bodies:
+        async def send(body: bytes) -> None:
             resp = await client.post("/graphql", content=body, headers={"content-type": "application/json"})
             data = resp.json()
             assert data["data"]["ingestEvents"]["accepted"] == BATCH, data
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        await send_all(bodies, send)
         CPU["gql"] = (time.process_time() - c0) / (time.perf_counter() - t0)
         return batches * BATCH / (time.perf_counter() - t0)
 
@@ -84,11 +102,13 @@ async def rest_path(rt: Runtime, batches: int, tag: str = "rest") -> float:
     bodies = [orjson.dumps(make_batch(f"{tag}{n}", n)) for n in range(batches)]
     app = create_app(runtime=rt)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
-        t0, c0 = time.perf_counter(), time.process_time()
-        for body in bodies:
+        async def send(body: bytes) -> None:
             resp = await client.post("/api/v1/events", content=body,
                                       headers={"content-type": "application/cloudevents-batch+json"})
             assert resp.status_code == 204, resp.text
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        await send_all(bodies, send)
         CPU["rest"] = (time.process_time() - c0) / (time.perf_counter() - t0)
         return batches * BATCH / (time.perf_counter() - t0)
 
@@ -135,7 +155,7 @@ async def run(url: str, batches: int, profile: str | None) -> None:
         copy = await copy_path(url.replace("postgresql+psycopg://", "postgresql://"), batches)
     finally:
         await db.close()
-    print(f"scenario {'spread' if SPREAD else 'live'}: {batches} batches of {BATCH}, "
+    print(f"scenario {'spread' if SPREAD else 'live'}: {batches} batches of {BATCH}, {CLIENTS} sender(s), "
           "2 meters (SUM with groupBy, COUNT)")
     print(f"{'path':<30}{'events/s':>10}{'vs COPY':>9}{'client CPU':>12}")
     rows = [("service ingest_events", svc, CPU["svc"]), ("GraphQL ingestEvents (HTTP)", gql, CPU["gql"]),
@@ -151,17 +171,19 @@ def main() -> None:
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--scenario", choices=["spread", "live"], default="spread")
+    parser.add_argument("--clients", type=int, default=1, help="batches in flight at once (as several producers)")
     parser.add_argument("--profile", choices=["svc", "gql"], help="print a pyinstrument profile of one path")
     args = parser.parse_args()
-    global SPREAD
+    global SPREAD, CLIENTS
     SPREAD = args.scenario == "spread"
+    CLIENTS = args.clients
     name = f"creditgate_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(args.pg, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = args.pg.rsplit("/", 1)[0] + "/" + name
     try:
         migrate(url)
-        asyncio.run(run(url, args.batches, args.profile))
+        uvloop.run(run(url, args.batches, args.profile))  # the event loop uvicorn serves with
     finally:
         with psycopg.connect(args.pg, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
