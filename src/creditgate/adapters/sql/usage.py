@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from creditgate.adapters.sql.dialect import dialect_name
-from creditgate.adapters.sql.types import to_decimal
+from creditgate.adapters.sql.types import as_utc, to_decimal
 
 ZERO = Decimal(0)
 MAX_PARAMS = 20_000
@@ -44,15 +44,6 @@ class UsageAnswer:
 
 def _sqlite_ts(t: datetime) -> str:
     return t.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-
-
-def _parse_ts(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    out: datetime = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return out
 
 
 def _part(k: int, r: UsageRequest, pg: bool, params: dict[str, Any]) -> str:
@@ -109,5 +100,5 @@ async def load_usage(session: AsyncSession, requests: Sequence[UsageRequest]) ->
             if i < len(ans.usage):
                 ans.usage[i] = to_decimal(u) if u is not None else ZERO
             else:
-                ans.next_minute = _parse_ts(m)
+                ans.next_minute = as_utc(m)
     return answers
