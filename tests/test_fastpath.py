@@ -40,18 +40,27 @@ async def world(gql: GQL) -> dict[str, Any]:
     return ent
 
 
-@pytest.fixture
-def compare(http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> Compare:
+def spy(served: list[bool]) -> Callable[[Runtime, Any, bytes], Awaitable[bytes | None]]:
+    """The fast path, noting in `served` whether it answered each request."""
     real = fastpath.answer
-    served: list[bool] = []
 
     async def counting(rt: Runtime, principal: Any, body: bytes) -> bytes | None:
         out = await real(rt, principal, body)
         served.append(out is not None)
         return out
 
-    async def off(rt: Runtime, principal: Any, body: bytes) -> bytes | None:
-        return None
+    return counting
+
+
+async def off(rt: Runtime, principal: Any, body: bytes) -> bytes | None:
+    """The fast path switched off: every request goes through Strawberry."""
+    return None
+
+
+@pytest.fixture
+def compare(http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> Compare:
+    real, served = fastpath.answer, []
+    counting = spy(served)
 
     async def check(body: Any, fast: bool | None, token: str | None = None,
                     content_type: str = "application/json") -> None:
@@ -172,16 +181,8 @@ async def _empty_event_store(rt: Runtime) -> None:
 async def replay(rt: Runtime, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, steps: list[Step]) -> None:
     """Plays the steps with the fast path on, then again (from the same empty event store) with it
     off: every response and the stored events and aggregates must be equal."""
-    real = fastpath.answer
-    served: list[bool] = []
-
-    async def counting(rt: Runtime, principal: Any, body: bytes) -> bytes | None:
-        out = await real(rt, principal, body)
-        served.append(out is not None)
-        return out
-
-    async def off(rt: Runtime, principal: Any, body: bytes) -> bytes | None:
-        return None
+    real, served = fastpath.answer, []
+    counting = spy(served)
 
     runs = []
     for answer in (counting, off):

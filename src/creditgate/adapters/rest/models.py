@@ -89,9 +89,14 @@ class FeatureOut(Wire):
     updated_at: Time
 
 
-class FeatureListQuery(Wire):
+class Page(Wire):
+    """Paging of the list routes (OpenMeter's defaults)."""
+
     limit: int = 1000
     offset: int = 0
+
+
+class FeatureListQuery(Page):
     order_by: Literal["id", "key", "createdAt", "updatedAt"] = "updatedAt"
     include_archived: bool = False
 
@@ -256,9 +261,7 @@ class EntitlementOut(Wire):
     config: str | None = Field(None, description="static: a JSON object encoded as a string")
 
 
-class EntitlementListQuery(Wire):
-    limit: int = 1000
-    offset: int = 0
+class EntitlementListQuery(Page):
     order_by: Literal["createdAt", "updatedAt"] = "createdAt"
     include_deleted: bool = False
 
@@ -354,9 +357,7 @@ class GrantOut(Wire):
     updated_at: Time
 
 
-class GrantListQuery(Wire):
-    limit: int = 1000
-    offset: int = 0
+class GrantListQuery(Page):
     order_by: Literal["id", "createdAt", "updatedAt"] = "updatedAt"
     include_deleted: bool = False
 
