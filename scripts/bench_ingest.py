@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import time
 import uuid
@@ -140,6 +141,8 @@ async def run(url: str, batches: int, profile: str | None) -> None:
                                   group_by={"model": "$.model"})
         await meters.create_meter(rt, "calls", "prompt", "COUNT")
         await events.ingest_events(rt, as_inputs(make_batch("warmup", 0)))
+        gc.collect()  # as the server's lifespan does after start-up (httpx's ASGI transport runs no lifespan)
+        gc.freeze()
         if profile:
             from pyinstrument import Profiler
 
