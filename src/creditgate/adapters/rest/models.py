@@ -162,8 +162,8 @@ class MeterQueryResult(Wire):
     data: list[MeterQueryRowOut]
 
 
-class CloudEventIn(Wire):
-    """A CloudEvent as sent (documentation: the events service checks it and names a bad event's index)."""
+class CloudEventFields(Wire):
+    """The attributes every CloudEvent has, with CloudEvents' own (not camelCased) names."""
 
     model_config = ConfigDict(alias_generator=None)
     id: str
@@ -171,19 +171,18 @@ class CloudEventIn(Wire):
     specversion: str = "1.0"
     type: str
     subject: str
+
+
+class CloudEventIn(CloudEventFields):
+    """A CloudEvent as sent (documentation: the events service checks it and names a bad event's index)."""
+
     time: Time | None = None
     data: dict[str, Any] | None = None
     datacontenttype: str | None = None
     dataschema: str | None = None
 
 
-class CloudEventOut(Wire):
-    model_config = ConfigDict(alias_generator=None)
-    id: str
-    source: str
-    specversion: str = "1.0"
-    type: str
-    subject: str
+class CloudEventOut(CloudEventFields):
     time: Time
     data: dict[str, Any]
 
