@@ -26,8 +26,8 @@ import uvloop
 from creditgate.adapters.sql.db import Database, migrate
 from creditgate.app import create_app
 from creditgate.config import Settings
+from creditgate.records import EventInput
 from creditgate.services import events, meters
-from creditgate.services.records import EventInput
 from creditgate.services.runtime import Runtime
 
 BATCH = 1000

@@ -13,10 +13,10 @@ from sqlmodel import select
 
 from creditgate.adapters.sql.tables import EventRow, MeterMinuteRow
 from creditgate.domain.errors import BadInput
+from creditgate.records import EventInput
 from creditgate.services import events as event_svc
 from creditgate.services import invalidation
 from creditgate.services.invalidation import UsageTouch
-from creditgate.services.records import EventInput
 from creditgate.services.runtime import Runtime
 from tests.conftest import GQL, Clock
 

@@ -23,7 +23,7 @@ from creditgate.adapters.sql.features import features_with_meters
 from creditgate.adapters.sql.usage import UsageRequest, load_usage
 from creditgate.domain import Grant as EngineGrant
 from creditgate.domain import Interval, ManualReset, Metered, Recurrence, State, add_interval
-from creditgate.services.records import Entitlement, Feature, Grant, Meter, Reset
+from creditgate.records import Entitlement, Feature, Grant, Meter, Reset
 
 T = TypeVar("T")
 Op = Callable[[Callable[[Sequence[datetime]], Sequence[Decimal]]], T]

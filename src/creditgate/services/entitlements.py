@@ -16,11 +16,11 @@ from creditgate.adapters.sql.subjects import ensure_subject
 from creditgate.adapters.sql.types import fit_stored
 from creditgate.domain import Interval, floor_m, period_start
 from creditgate.domain.errors import BadInput, NotFound
+from creditgate.records import Entitlement, Grant, Reset, new_id
 from creditgate.services import invalidation
 from creditgate.services.balances import expires_at, to_metered
 from creditgate.services.features import check_page
-from creditgate.services.records import Entitlement, Grant, Reset
-from creditgate.services.runtime import Runtime, new_id
+from creditgate.services.runtime import Runtime
 from creditgate.services.subjects import check_metadata, check_subject_key
 
 TYPES = {"METERED", "BOOLEAN", "STATIC"}

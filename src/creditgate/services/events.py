@@ -16,10 +16,10 @@ from creditgate.adapters.sql import meters as meter_repo
 from creditgate.adapters.sql.events import MinuteDelta, MinuteValue, NewEvent
 from creditgate.adapters.sql.types import LIMIT, SCALE, fit_stored
 from creditgate.domain.errors import BadInput
+from creditgate.records import Event, EventInput, IngestResult, Meter
 from creditgate.services import invalidation
 from creditgate.services.invalidation import UsageTouch
 from creditgate.services.jsonpath import Path, as_text, compile_path, is_missing, lookup
-from creditgate.services.records import Event, EventInput, IngestResult, Meter
 from creditgate.services.runtime import Runtime, floor_minute
 
 MAX_BATCH = 1000

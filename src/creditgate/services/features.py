@@ -8,9 +8,9 @@ from typing import Any
 from creditgate.adapters.sql import features as repo
 from creditgate.adapters.sql.meters import get_meter
 from creditgate.domain.errors import BadInput, NotFound
+from creditgate.records import Feature, new_id
 from creditgate.services import invalidation
-from creditgate.services.records import Feature
-from creditgate.services.runtime import Runtime, new_id
+from creditgate.services.runtime import Runtime
 from creditgate.services.subjects import check_metadata
 
 KEY_RE = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")

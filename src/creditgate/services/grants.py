@@ -12,12 +12,12 @@ from creditgate.adapters.sql import grants as repo
 from creditgate.adapters.sql import snapshots as snap_repo
 from creditgate.domain import Interval, Recurrence, floor_m, period_start, recurrence_at_or_after
 from creditgate.domain.errors import BadInput, NotFound
+from creditgate.records import Grant, new_id
 from creditgate.services import invalidation
 from creditgate.services.balances import expires_at, to_metered
 from creditgate.services.entitlements import PERIODS, check_priority, resolve, to_amount
 from creditgate.services.features import check_page
-from creditgate.services.records import Grant
-from creditgate.services.runtime import Runtime, new_id
+from creditgate.services.runtime import Runtime
 from creditgate.services.subjects import check_metadata
 
 DURATIONS = {"HOUR", "DAY", "WEEK", "MONTH", "YEAR"}

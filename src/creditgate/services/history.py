@@ -10,8 +10,8 @@ from creditgate.adapters.sql import snapshots as snap_repo
 from creditgate.domain import Segment, Window, WindowSize, burndown, ceil_m, period_start, windowed_history
 from creditgate.domain.errors import BadInput
 from creditgate.domain.windows import zone
+from creditgate.records import Entitlement
 from creditgate.services.balances import Bundle, Op, load_bundles, run_ops
-from creditgate.services.records import Entitlement
 from creditgate.services.runtime import Runtime
 
 

@@ -23,7 +23,7 @@ from creditgate.adapters.sql import entitlements as ent_repo
 from creditgate.adapters.sql import snapshots as snap_repo
 from creditgate.adapters.sql.dialect import dialect_name
 from creditgate.adapters.sql.tables import EntitlementRow, FeatureRow, MeterRow
-from creditgate.services.records import Feature
+from creditgate.records import Feature
 from creditgate.services.runtime import Runtime
 
 log = logging.getLogger("creditgate.cache")

@@ -17,7 +17,7 @@ from creditgate.adapters.sql import meters as meter_repo
 from creditgate.domain.errors import BadInput, NotFound
 from creditgate.domain.model import WindowSize
 from creditgate.domain.windows import window_edges, zone
-from creditgate.services.records import Meter, MeterQueryRow
+from creditgate.records import Meter, MeterQueryRow
 from creditgate.services.runtime import Runtime, floor_minute
 
 MINUTE = timedelta(minutes=1)

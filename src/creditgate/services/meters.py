@@ -7,9 +7,9 @@ from typing import Any
 
 from creditgate.adapters.sql import meters as repo
 from creditgate.domain.errors import BadInput, Conflict, NotFound
+from creditgate.records import Meter, new_id
 from creditgate.services.jsonpath import compile_path
-from creditgate.services.records import Meter
-from creditgate.services.runtime import Runtime, new_id
+from creditgate.services.runtime import Runtime
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
 GROUP_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")

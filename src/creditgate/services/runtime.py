@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ulid import ULID
-
 from creditgate.adapters.sql.db import Database
 from creditgate.config import Settings
 
@@ -17,10 +15,6 @@ Clock = Callable[[], datetime]
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
-
-
-def new_id() -> str:
-    return str(ULID())
 
 
 def floor_minute(t: datetime) -> datetime:

@@ -6,7 +6,7 @@ from typing import Any
 
 from creditgate.adapters.sql import subjects as repo
 from creditgate.domain.errors import BadInput, NotFound
-from creditgate.services.records import Subject
+from creditgate.records import Subject
 from creditgate.services.runtime import Runtime
 
 MAX_KEY = 256

@@ -14,9 +14,9 @@ from datetime import timedelta
 
 from creditgate.adapters.sql import tokens as repo
 from creditgate.domain.errors import BadInput, Unauthenticated
+from creditgate.records import PortalToken, new_id
 from creditgate.services.auth import INVALIDATED_KEY, Principal, sign_token
-from creditgate.services.records import PortalToken
-from creditgate.services.runtime import Runtime, new_id
+from creditgate.services.runtime import Runtime
 from creditgate.services.subjects import check_subject_key
 
 MAX_TTL = 30 * 24 * 3600

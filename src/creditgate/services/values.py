@@ -25,10 +25,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from creditgate.adapters.sql import entitlements as ent_repo
 from creditgate.domain import Value, ceil_m, floor_m, next_change, value_at
+from creditgate.records import Entitlement
 from creditgate.services.balances import Bundle, Op, load_bundles, run_ops
 from creditgate.services.entitlements import resolve
 from creditgate.services.invalidation import subject_group
-from creditgate.services.records import Entitlement
 from creditgate.services.runtime import Runtime
 from creditgate.services.snapshots import persist_snapshots, snapshot_wishes
 

@@ -16,11 +16,11 @@ from creditgate.adapters.graphql.features import Feature
 from creditgate.adapters.graphql.scalars import JSON
 from creditgate.domain import WindowSize, current_usage_period
 from creditgate.domain.errors import NotFound
+from creditgate.records import Entitlement as EntitlementRecord
 from creditgate.services import entitlements as svc
 from creditgate.services import history as history_svc
 from creditgate.services import tokens as token_svc
 from creditgate.services.balances import to_metered
-from creditgate.services.records import Entitlement as EntitlementRecord
 from creditgate.services.runtime import Runtime
 from creditgate.services.values import EntValue
 

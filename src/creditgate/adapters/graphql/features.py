@@ -8,8 +8,8 @@ import strawberry
 
 from creditgate.adapters.graphql.context import Info
 from creditgate.adapters.graphql.scalars import JSON, DateTime
+from creditgate.records import Feature as FeatureRecord
 from creditgate.services import features as svc
-from creditgate.services.records import Feature as FeatureRecord
 
 
 @strawberry.enum

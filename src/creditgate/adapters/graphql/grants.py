@@ -10,8 +10,8 @@ import strawberry
 from creditgate.adapters.graphql.context import Info
 from creditgate.adapters.graphql.entitlements import RecurringPeriod, UsagePeriod, UsagePeriodInput, reader
 from creditgate.adapters.graphql.scalars import JSON
+from creditgate.records import Grant as GrantRecord
 from creditgate.services import grants as svc
-from creditgate.services.records import Grant as GrantRecord
 
 
 @strawberry.enum

@@ -9,10 +9,10 @@ from typing import Any, TypeVar
 from strawberry.dataloader import DataLoader
 
 from creditgate.adapters.graphql.context import Info
+from creditgate.records import Entitlement, Feature, Grant, Reset
 from creditgate.services import entitlements as ent_svc
 from creditgate.services import grants as grant_svc
 from creditgate.services import values as value_svc
-from creditgate.services.records import Entitlement, Feature, Grant, Reset
 from creditgate.services.runtime import Runtime
 
 K = TypeVar("K")

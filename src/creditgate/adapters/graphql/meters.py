@@ -12,11 +12,11 @@ from strawberry.types.base import get_object_definition
 from creditgate.adapters.graphql.context import Info
 from creditgate.adapters.graphql.scalars import JSON, DateTime
 from creditgate.domain.model import WindowSize
+from creditgate.records import EventInput
+from creditgate.records import Meter as MeterRecord
 from creditgate.services import events as event_svc
 from creditgate.services import meter_query as query_svc
 from creditgate.services import meters as svc
-from creditgate.services.records import EventInput
-from creditgate.services.records import Meter as MeterRecord
 
 # The domain's enum, registered as the contract's WindowSize (other modules may reuse it).
 strawberry.enum(WindowSize)

@@ -9,8 +9,8 @@ import strawberry
 
 from creditgate.adapters.graphql.context import Info
 from creditgate.adapters.graphql.scalars import JSON, DateTime
+from creditgate.records import Subject as SubjectRecord
 from creditgate.services import subjects as svc
-from creditgate.services.records import Subject as SubjectRecord
 
 if TYPE_CHECKING:
     from creditgate.adapters.graphql.access import AccessResult

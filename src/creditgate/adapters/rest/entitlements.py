@@ -28,12 +28,12 @@ from creditgate.adapters.rest.models import (
 from creditgate.adapters.rest.router import Call, api
 from creditgate.domain import current_usage_period
 from creditgate.domain.errors import BadInput, NotFound
+from creditgate.records import Entitlement, Reset
 from creditgate.services import entitlements as svc
 from creditgate.services import features as feature_svc
 from creditgate.services import history as history_svc
 from creditgate.services import values as value_svc
 from creditgate.services.balances import to_metered
-from creditgate.services.records import Entitlement, Reset
 from creditgate.services.runtime import Runtime
 
 TAG = "Entitlements"

@@ -8,8 +8,8 @@ from creditgate.adapters.rest import metrics
 from creditgate.adapters.rest.models import CloudEventIn, CloudEventOut, EventListQuery, IngestedEvent
 from creditgate.adapters.rest.router import Call, api
 from creditgate.domain.errors import BadInput
+from creditgate.records import Event, EventInput
 from creditgate.services import events as svc
-from creditgate.services.records import Event, EventInput
 
 TAG = "Events"
 INGEST_TYPES = ("application/cloudevents+json", "application/cloudevents-batch+json", "application/json")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from creditgate.adapters.rest.models import FeatureIn, FeatureListQuery, FeatureOut
 from creditgate.adapters.rest.router import Call, api
 from creditgate.domain.errors import NotFound
+from creditgate.records import Feature
 from creditgate.services import features as svc
-from creditgate.services.records import Feature
 
 TAG = "Features"
 ORDER = {"id": "ID", "key": "KEY", "createdAt": "CREATED_AT", "updatedAt": "UPDATED_AT"}

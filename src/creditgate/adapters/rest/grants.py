@@ -13,8 +13,8 @@ from creditgate.adapters.rest.models import (
     UsagePeriodOut,
 )
 from creditgate.adapters.rest.router import Call, api
+from creditgate.records import Grant
 from creditgate.services import grants as svc
-from creditgate.services.records import Grant
 
 TAG = "Grants"
 ENT_GRANTS = "/subjects/{subjectIdOrKey}/entitlements/{entitlementId}/grants"

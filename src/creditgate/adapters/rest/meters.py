@@ -19,9 +19,9 @@ from creditgate.adapters.rest.models import (
 )
 from creditgate.adapters.rest.router import Call, api
 from creditgate.domain.errors import Forbidden
+from creditgate.records import Meter, MeterQueryRow
 from creditgate.services import meter_query as query_svc
 from creditgate.services import meters as svc
-from creditgate.services.records import Meter, MeterQueryRow
 
 TAG = "Meters"
 QUERY_TYPES = ("application/json", "text/csv")

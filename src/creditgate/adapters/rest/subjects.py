@@ -5,8 +5,8 @@ from __future__ import annotations
 from creditgate.adapters.rest.models import SubjectIn, SubjectOut
 from creditgate.adapters.rest.router import Call, api
 from creditgate.domain.errors import NotFound
+from creditgate.records import Subject
 from creditgate.services import subjects as svc
-from creditgate.services.records import Subject
 
 TAG = "Subjects"
 

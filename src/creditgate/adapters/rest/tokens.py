@@ -7,8 +7,8 @@ import math
 from creditgate.adapters.rest.models import InvalidateTokensIn, PortalTokenIn, PortalTokenListQuery, PortalTokenOut
 from creditgate.adapters.rest.router import Call, api
 from creditgate.domain.errors import BadInput
+from creditgate.records import PortalToken
 from creditgate.services import tokens as svc
-from creditgate.services.records import PortalToken
 
 TAG = "Portal"
 DEFAULT_TTL = 3600

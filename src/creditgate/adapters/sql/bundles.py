@@ -28,7 +28,7 @@ from creditgate.adapters.sql.grants import GRANT_COLS, grant_of
 from creditgate.adapters.sql.tables import EntitlementRow, ResetRow, SnapshotRow
 from creditgate.adapters.sql.types import UTCDateTime, to_decimal
 from creditgate.domain import State
-from creditgate.services.records import Grant, Reset
+from creditgate.records import Grant, Reset
 
 _E: Any = EntitlementRow.__table__  # type: ignore[attr-defined]
 _R: Any = ResetRow.__table__  # type: ignore[attr-defined]

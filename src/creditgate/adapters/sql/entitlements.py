@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from creditgate.adapters.sql.dialect import dialect_name, insert_unique
 from creditgate.adapters.sql.tables import EntitlementRow, ResetRow
 from creditgate.domain.errors import Conflict
-from creditgate.services.records import Entitlement, Reset
+from creditgate.records import Entitlement, Reset
 
 
 def to_entitlement(row: EntitlementRow) -> Entitlement:

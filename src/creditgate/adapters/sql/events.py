@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from creditgate.adapters.sql.dialect import dialect_name, upsert
 from creditgate.adapters.sql.tables import EventRow, MeterMinuteRow, MeterMinuteValueRow
 from creditgate.adapters.sql.types import exact_add
-from creditgate.services.records import Event
+from creditgate.records import Event
 
 EVENTS: Table = EventRow.__table__  # type: ignore[attr-defined]
 MINUTES: Table = MeterMinuteRow.__table__  # type: ignore[attr-defined]

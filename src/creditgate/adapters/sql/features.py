@@ -15,7 +15,7 @@ from creditgate.adapters.sql.dialect import insert_unique
 from creditgate.adapters.sql.meters import METER_COLS, meter_of
 from creditgate.adapters.sql.tables import FeatureRow, MeterRow
 from creditgate.domain.errors import Conflict
-from creditgate.services.records import Feature, Meter
+from creditgate.records import Feature, Meter
 
 ORDER: dict[str, Any] = {"ID": FeatureRow.id, "KEY": FeatureRow.key, "CREATED_AT": FeatureRow.created_at,
          "UPDATED_AT": FeatureRow.updated_at}

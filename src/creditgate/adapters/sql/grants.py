@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from creditgate.adapters.sql.dialect import dialect_name
 from creditgate.adapters.sql.tables import EntitlementRow, GrantRow
-from creditgate.services.records import Grant
+from creditgate.records import Grant
 
 
 def to_grant(row: GrantRow) -> Grant:

@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from creditgate.adapters.sql.dialect import insert_unique
 from creditgate.adapters.sql.tables import FeatureRow, MeterRow
 from creditgate.domain.errors import Conflict
-from creditgate.services.records import Meter
+from creditgate.records import Meter
 
 
 def to_meter(row: MeterRow) -> Meter:

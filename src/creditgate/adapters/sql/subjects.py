@@ -11,8 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from creditgate.adapters.sql.dialect import upsert
 from creditgate.adapters.sql.tables import SubjectRow
-from creditgate.services.records import Subject
-from creditgate.services.runtime import new_id
+from creditgate.records import Subject, new_id
 
 
 def to_subject(row: SubjectRow) -> Subject:

@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from creditgate.adapters.sql.tables import PortalTokenRow
-from creditgate.services.records import PortalToken
+from creditgate.records import PortalToken
 
 
 def to_token(row: PortalTokenRow) -> PortalToken:

@@ -1,4 +1,6 @@
-"""Plain records the services hand to adapters (no ORM objects leave the SQL adapter)."""
+"""Plain records the layers exchange (services, repositories, API adapters), and their ids.
+
+They sit below services and adapters so that repositories can return them without importing services."""
 
 from __future__ import annotations
 
@@ -6,6 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+from ulid import ULID
+
+
+def new_id() -> str:
+    """A new entity id: a ULID (sortable by creation time)."""
+    return str(ULID())
 
 
 @dataclass(frozen=True, slots=True)
