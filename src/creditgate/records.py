@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from ulid import ULID
@@ -15,6 +16,31 @@ from ulid import ULID
 def new_id() -> str:
     """A new entity id: a ULID (sortable by creation time)."""
     return str(ULID())
+
+
+# One vocabulary for every layer: both APIs register these same enums, storage stores their values.
+class EntitlementType(StrEnum):
+    METERED = "METERED"
+    BOOLEAN = "BOOLEAN"
+    STATIC = "STATIC"
+
+
+class Aggregation(StrEnum):
+    SUM = "SUM"
+    COUNT = "COUNT"
+    AVG = "AVG"
+    MIN = "MIN"
+    MAX = "MAX"
+    UNIQUE_COUNT = "UNIQUE_COUNT"
+
+
+class AccessReason(StrEnum):
+    """Why an access check answered as it did (docs/semantics.md, access checks)."""
+
+    GRANTED = "GRANTED"
+    SOFT_LIMIT = "SOFT_LIMIT"
+    NO_BALANCE = "NO_BALANCE"
+    NO_ENTITLEMENT = "NO_ENTITLEMENT"
 
 
 @dataclass(frozen=True, slots=True)
