@@ -13,7 +13,7 @@ from creditgate.adapters.sql import features as feature_repo
 from creditgate.adapters.sql import grants as grant_repo
 from creditgate.adapters.sql import snapshots as snap_repo
 from creditgate.adapters.sql.subjects import ensure_subject
-from creditgate.adapters.sql.types import fit_stored
+from creditgate.amounts import fit_stored
 from creditgate.domain import Interval, floor_m, period_start
 from creditgate.domain.errors import BadInput, NotFound
 from creditgate.records import Entitlement, Grant, Reset, new_id

@@ -14,7 +14,7 @@ import orjson
 from creditgate.adapters.sql import events as repo
 from creditgate.adapters.sql import meters as meter_repo
 from creditgate.adapters.sql.events import MinuteDelta, MinuteValue, NewEvent
-from creditgate.adapters.sql.types import LIMIT, SCALE, fit_stored
+from creditgate.amounts import LIMIT, SCALE, fit_stored
 from creditgate.domain.errors import BadInput
 from creditgate.records import Event, EventInput, IngestResult, Meter
 from creditgate.services import invalidation
