@@ -16,9 +16,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from creditgate.adapters.sql.bundles import ledger_of
+from creditgate.adapters.sql.db import Session
 from creditgate.adapters.sql.features import features_with_meters
 from creditgate.adapters.sql.usage import UsageRequest, load_usage
 from creditgate.domain import Grant as EngineGrant
@@ -62,7 +61,7 @@ def expires_at(effective_at: datetime, duration: str, count: int) -> datetime:
     return add_interval(effective_at, Interval(duration), count)
 
 
-async def load_bundles(session: AsyncSession, ents: Sequence[Entitlement],
+async def load_bundles(session: Session, ents: Sequence[Entitlement],
                        snapshot_limits: dict[str, datetime] | None) -> dict[str, Bundle]:
     """Bundles of the METERED entitlements among `ents`; snapshots only with `snapshot_limits`."""
     metered = {e.id: e for e in ents if e.type == "METERED"}
@@ -98,7 +97,7 @@ class Outcome:
     probed: bool  # False when the operation needed no usage
 
 
-async def run_ops(session: AsyncSession, ops: Sequence[tuple[Bundle, Op[Any]]]) -> list[Outcome]:
+async def run_ops(session: Session, ops: Sequence[tuple[Bundle, Op[Any]]]) -> list[Outcome]:
     """Run engine operations with usage from the database: one usage statement for all of them."""
     outcomes: list[Outcome | None] = [None] * len(ops)
     pending: list[tuple[int, list[datetime]]] = []

@@ -15,14 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from creditgate.adapters.sql import entitlements as ent_repo
 from creditgate.adapters.sql import snapshots as snap_repo
-from creditgate.adapters.sql.dialect import dialect_name
-from creditgate.adapters.sql.tables import EntitlementRow, FeatureRow, MeterRow
+from creditgate.adapters.sql.db import Session
 from creditgate.records import Feature
 from creditgate.services.runtime import Runtime
 
@@ -54,7 +49,7 @@ async def invalidate_subjects(rt: Runtime, subjects: Iterable[str]) -> None:
         log.warning("cache invalidation failed", exc_info=True)
 
 
-async def usage_changed_in_tx(session: AsyncSession, touches: Sequence[UsageTouch]) -> None:
+async def usage_changed_in_tx(session: Session, touches: Sequence[UsageTouch]) -> None:
     """Inside the ingest transaction: drop snapshots the new events make stale (SEMANTICS 6.4)."""
     if not touches:
         return
@@ -62,17 +57,10 @@ async def usage_changed_in_tx(session: AsyncSession, touches: Sequence[UsageTouc
     for t in touches:
         key = (t.event_type, t.subject)
         first[key] = min(first.get(key, t.first_minute), t.first_minute)
-    stmt = (select(EntitlementRow.id, EntitlementRow.subject_key, MeterRow.event_type)
-            .join(FeatureRow, col(FeatureRow.id) == col(EntitlementRow.feature_id))
-            .join(MeterRow, and_(col(MeterRow.slug) == col(FeatureRow.meter_slug), col(MeterRow.deleted_at).is_(None)))
-            .where(col(EntitlementRow.type) == "METERED",
-                   col(EntitlementRow.subject_key).in_(sorted({t.subject for t in touches})),
-                   col(MeterRow.event_type).in_(sorted({t.event_type for t in touches})))
-            .order_by(EntitlementRow.id))
-    if dialect_name(session) == "postgresql":
-        stmt = stmt.with_for_update(of=EntitlementRow)
+    touched = await ent_repo.lock_metered_touched(session, [t.subject for t in touches],
+                                                  [t.event_type for t in touches])
     since: dict[str, datetime] = {}
-    for ent_id, subject, event_type in (await session.exec(stmt)).all():
+    for ent_id, subject, event_type in touched:
         at = first.get((event_type, subject))
         if at is not None:
             since[ent_id] = min(since.get(ent_id, at), at)

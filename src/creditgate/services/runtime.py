@@ -9,6 +9,7 @@ from typing import Any
 
 from creditgate.adapters.sql.db import Database
 from creditgate.config import Settings
+from creditgate.services.cache import ValueCache
 
 Clock = Callable[[], datetime]
 
@@ -25,7 +26,7 @@ def floor_minute(t: datetime) -> datetime:
 class Runtime:
     settings: Settings
     db: Database
-    cache: Any = None  # the value cache (adapters/cache); None disables caching
+    cache: ValueCache | None = None  # implemented by adapters/cache; None disables caching
     clock: Clock = system_clock
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -15,18 +15,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from creditgate.adapters.sql import entitlements as ent_repo
 from creditgate.adapters.sql import snapshots as snap_repo
-from creditgate.adapters.sql.dialect import dialect_name
 from creditgate.domain import State, floor_m, period_starts, state_at
 from creditgate.services.balances import Bundle, Op, load_bundles, run_ops
 from creditgate.services.runtime import Runtime
 
 log = logging.getLogger("creditgate.snapshots")
 MARGIN = timedelta(minutes=2)
+
+
+@dataclass(slots=True)
+class Counts:
+    """What `persist_snapshots` did in this process: snapshots handed to storage, and failed attempts
+    (a failure only skips snapshots, so this and the warning log are how it shows)."""
+
+    stored: int = 0
+    failed: int = 0
+
+
+counts = Counts()
 
 
 def wanted_instant(b: Bundle, now: datetime) -> datetime | None:
@@ -67,21 +79,23 @@ def _state_op(b: Bundle, at: datetime) -> Op[State]:
 
 
 async def persist_snapshots(rt: Runtime, wishes: Sequence[tuple[str, datetime]]) -> None:
-    """Compute and store snapshots; any failure only skips them (they are an optimisation)."""
+    """Compute and store snapshots. A failure only skips them (they are an optimisation, a read never
+    fails for them): it is logged and counted in `counts.failed`."""
     if not wishes or not rt.settings.snapshots:
         return
     want = dict(wishes)
     try:
         async with rt.db.transaction() as s:
-            if dialect_name(s) == "postgresql":
-                await ent_repo.lock_entitlements(s, want, share=True)
-            else:  # a first write takes SQLite's write lock before anything is read
-                await snap_repo.drop_from(s, want, datetime(9999, 12, 31, tzinfo=min(want.values()).tzinfo))
+            await snap_repo.lock_for_write(s, want)
             ents = list((await ent_repo.by_ids(s, list(want))).values())
             bundles = await load_bundles(s, ents, dict(want))
             ops: list[tuple[Bundle, Op[Any]]] = [(b, _state_op(b, want[i])) for i, b in bundles.items()]
             outcomes = await run_ops(s, ops)
             states = [(b.ent.id, o.result) for (b, _), o in zip(ops, outcomes, strict=True)]
-            await snap_repo.save(s, [(i, st) for i, st in states if st.at == want[i]], rt.now())
+            kept = [(i, st) for i, st in states if st.at == want[i]]
+            await snap_repo.save(s, kept, rt.now())
     except Exception:
+        counts.failed += 1
         log.warning("snapshot not stored", exc_info=True)
+    else:
+        counts.stored += len(kept)

@@ -21,9 +21,9 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from creditgate.adapters.sql import entitlements as ent_repo
+from creditgate.adapters.sql.db import Session
 from creditgate.domain import Value, ceil_m, floor_m, next_change, value_at
 from creditgate.records import Entitlement
 from creditgate.services.balances import Bundle, Op, load_bundles, run_ops
@@ -131,7 +131,7 @@ def _compute_static(items: Sequence[tuple[Entitlement, datetime]]) -> list[Compu
     return [Computed(_static_value(ent), None) for ent, _ in items]
 
 
-async def _compute_in(rt: Runtime, s: AsyncSession, items: Sequence[tuple[Entitlement, datetime]]
+async def _compute_in(rt: Runtime, s: Session, items: Sequence[tuple[Entitlement, datetime]]
                       ) -> tuple[list[Computed], list[tuple[str, datetime]]]:
     """`compute` in an open read session: the values, and the snapshots worth storing."""
     now = rt.now()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pathlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 from alembic import command
 from alembic.config import Config
@@ -17,6 +17,7 @@ from creditgate.adapters.sql.types import register_sqlite_functions
 from creditgate.config import async_url
 
 MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
+Session: TypeAlias = AsyncSession  # what services hold between repository calls; they never build statements
 
 
 def sync_url(url: str) -> str:

@@ -6,15 +6,15 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import and_, bindparam, or_, update
 from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from creditgate.adapters.sql.dialect import dialect_name, insert_unique
-from creditgate.adapters.sql.tables import EntitlementRow, ResetRow
+from creditgate.adapters.sql.tables import EntitlementRow, FeatureRow, MeterRow, ResetRow
 from creditgate.domain.errors import Conflict
-from creditgate.records import Entitlement, Reset
+from creditgate.records import Entitlement, EntitlementType, Reset
 
 
 def to_entitlement(row: EntitlementRow) -> Entitlement:
@@ -100,6 +100,22 @@ async def lock_entitlements(session: AsyncSession, ids: Iterable[str], *, share:
         return
     stmt = select(EntitlementRow.id).where(col(EntitlementRow.id).in_(ordered)).order_by(col(EntitlementRow.id))
     await session.exec(stmt.with_for_update(read=share))
+
+
+async def lock_metered_touched(session: AsyncSession, subjects: Sequence[str],
+                               event_types: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(id, subject, event type) of the METERED entitlements of `subjects` whose live meter counts one of
+    `event_types`, in id order; the rows are locked for update on PostgreSQL (SQLite serializes writers)."""
+    stmt = (select(EntitlementRow.id, EntitlementRow.subject_key, MeterRow.event_type)
+            .join(FeatureRow, col(FeatureRow.id) == col(EntitlementRow.feature_id))
+            .join(MeterRow, and_(col(MeterRow.slug) == col(FeatureRow.meter_slug), col(MeterRow.deleted_at).is_(None)))
+            .where(col(EntitlementRow.type) == EntitlementType.METERED.value,
+                   col(EntitlementRow.subject_key).in_(sorted(set(subjects))),
+                   col(MeterRow.event_type).in_(sorted(set(event_types))))
+            .order_by(EntitlementRow.id))
+    if dialect_name(session) == "postgresql":
+        stmt = stmt.with_for_update(of=EntitlementRow)
+    return [(i, sub, et) for i, sub, et in (await session.exec(stmt)).all()]
 
 
 async def by_refs(session: AsyncSession, subjects: Sequence[str], refs: Sequence[str]) -> list[Entitlement]:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime
-from decimal import Decimal
+from collections.abc import Collection, Iterable, Sequence
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from creditgate.adapters.sql.dialect import upsert
+from creditgate.adapters.sql.dialect import dialect_name, upsert
+from creditgate.adapters.sql.entitlements import lock_entitlements
 from creditgate.adapters.sql.tables import SnapshotRow
 from creditgate.adapters.sql.types import dec_text, to_decimal
 from creditgate.domain import State
@@ -74,5 +74,14 @@ async def drop_from(session: AsyncSession, ent_ids: Iterable[str], at: datetime)
                                                      col(SnapshotRow.at) >= at))
 
 
-def zero(value: Decimal | None) -> Decimal:
-    return value if value is not None else Decimal(0)
+async def lock_for_write(session: AsyncSession, ent_ids: Collection[str]) -> None:
+    """Before a snapshot transaction reads anything: wait for, and then block, the writes that change these
+    entitlements' past (they lock the entitlement rows). PostgreSQL: a shared row lock; SQLite: a first
+    write (deleting nothing) takes the database write lock."""
+    if dialect_name(session) == "postgresql":
+        await lock_entitlements(session, ent_ids, share=True)
+    else:
+        await drop_from(session, ent_ids, _NEVER)
+
+
+_NEVER = datetime(9999, 12, 31, tzinfo=UTC)
