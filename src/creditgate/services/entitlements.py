@@ -138,14 +138,16 @@ async def delete_entitlement(rt: Runtime, subject_key: str, ent_id: str) -> None
     await invalidation.invalidate_subjects(rt, [subject_key])
 
 
-async def reset_entitlement(rt: Runtime, subject_key: str, ent_id: str, effective_at: datetime | None,
+async def reset_entitlement(rt: Runtime, subject_key: str, ref: str, effective_at: datetime | None,
                             retain_anchor: bool) -> Entitlement:
+    """Reset the entitlement `ref` (id or feature key, resolved at now: SEMANTICS §3)."""
     now = rt.now()
     at = floor_m(effective_at or now)
     async with rt.db.transaction() as s:
-        ent = await repo.get_entitlement(s, ent_id, lock=True)
+        found = resolve(await repo.by_refs(s, [subject_key], [ref]), subject_key, ref, now)
+        ent = await repo.get_entitlement(s, found.id, lock=True) if found is not None else None
         if ent is None or ent.subject_key != subject_key or not ent.visible_at(now):
-            raise NotFound(f"entitlement {ent_id!r} not found for subject {subject_key!r}")
+            raise NotFound(f"entitlement {ref!r} not found for subject {subject_key!r}")
         if ent.type != "METERED":
             raise BadInput("only METERED entitlements can be reset")
         resets = (await repo.resets_of(s, [ent.id]))[ent.id]

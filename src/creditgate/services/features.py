@@ -9,32 +9,26 @@ from creditgate.adapters.sql import features as repo
 from creditgate.adapters.sql.meters import get_meter
 from creditgate.domain.errors import BadInput, NotFound
 from creditgate.records import Feature, new_id
-from creditgate.services import invalidation
+from creditgate.services import invalidation, validation
 from creditgate.services.runtime import Runtime
 from creditgate.services.subjects import check_metadata
 
 KEY_RE = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 METERABLE = {"SUM", "COUNT"}
 ORDERS = {"ID", "KEY", "CREATED_AT", "UPDATED_AT"}
-MAX_LIMIT = 1000
-
-def check_page(limit: int, offset: int) -> None:
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadInput(f"limit must be between 1 and {MAX_LIMIT}")
-    if offset < 0:
-        raise BadInput("offset must be >= 0")
+MAX_LIMIT = validation.MAX_LIMIT
+check_page = validation.page
 
 
 async def create_feature(rt: Runtime, key: str, name: str, metadata: Any = None,
                          meter_slug: str | None = None, meter_group_by_filters: Any = None) -> Feature:
     if len(key) > 64 or not KEY_RE.match(key):
         raise BadInput("feature key must match ^[a-z0-9]+(?:[-_][a-z0-9]+)*$ (1-64 characters)")
-    if not name or not name.strip():
-        raise BadInput("feature name must not be empty")
+    validation.text(name, "feature name")
     meta = check_metadata(metadata)
-    filters = meter_group_by_filters if meter_group_by_filters is not None else {}
-    if not isinstance(filters, dict) or not all(isinstance(v, str) for v in filters.values()):
-        raise BadInput("meterGroupByFilters must be an object of string values")
+    filters = validation.string_map(meter_group_by_filters, "meterGroupByFilters")
+    if meter_slug is not None:
+        validation.lookup(meter_slug, "meterSlug")
     now = rt.now()
     async with rt.db.transaction() as s:
         if meter_slug is not None:
@@ -56,6 +50,7 @@ async def create_feature(rt: Runtime, key: str, name: str, metadata: Any = None,
 
 
 async def get_feature(rt: Runtime, id_or_key: str) -> Feature | None:
+    validation.lookup(id_or_key, "feature id or key")
     async with rt.db.read() as s:
         return await repo.get_feature(s, id_or_key)
 
@@ -69,10 +64,13 @@ async def list_features(rt: Runtime, include_archived: bool = False, limit: int 
         return await repo.list_features(s, include_archived, limit, offset, order_by)
 
 
-async def archive_feature(rt: Runtime, feature_id: str) -> Feature:
+async def archive_feature(rt: Runtime, id_or_key: str) -> Feature:
+    """Archive the live feature with this id or key (a key wins over an id, as in get_feature)."""
+    validation.lookup(id_or_key, "feature id or key")
     async with rt.db.transaction() as s:
-        feature = await repo.archive_feature(s, feature_id, rt.now())
+        live = await repo.get_feature(s, id_or_key)
+        feature = await repo.archive_feature(s, live.id, rt.now()) if live is not None else None
         if feature is None:
-            raise NotFound(f"feature {feature_id!r} not found or already archived")
+            raise NotFound(f"feature {id_or_key!r} not found or already archived")
     await invalidation.feature_archived(rt, feature)
     return feature

@@ -111,11 +111,21 @@ async def get_grant(rt: Runtime, grant_id: str) -> Grant | None:
         return await repo.get_grant(s, grant_id)
 
 
-async def list_grants(rt: Runtime, subject_key: str | None = None, entitlement_id: str | None = None,
+async def list_grants(rt: Runtime, subject_key: str | None = None, entitlement_ref: str | None = None,
                       include_deleted: bool = False, limit: int = 1000, offset: int = 0) -> list[Grant]:
+    """Grants, filtered by subject and entitlement. With a subject, `entitlement_ref` is an entitlement id
+    (deleted ones too) or a feature key, resolved at now (SEMANTICS §3); one naming nothing lists nothing."""
     check_page(limit, offset)
     async with rt.db.read() as s:
-        return await repo.list_grants(s, subject_key, entitlement_id, include_deleted, limit, offset)
+        ent_id = entitlement_ref
+        if subject_key is not None and entitlement_ref is not None:
+            candidates = await ent_repo.by_refs(s, [subject_key], [entitlement_ref])
+            if not any(e.id == entitlement_ref for e in candidates):
+                found = resolve(candidates, subject_key, entitlement_ref, rt.now())
+                if found is None:
+                    return []
+                ent_id = found.id
+        return await repo.list_grants(s, subject_key, ent_id, include_deleted, limit, offset)
 
 
 async def grants_of(rt: Runtime, ent_ids: list[str]) -> dict[str, list[Grant]]:

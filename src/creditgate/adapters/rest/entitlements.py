@@ -160,13 +160,12 @@ async def get_entitlement_value(c: Call) -> EntitlementValueOut:
 
 
 @api.route("GET", ENT + "/{entitlementId}/history", op_id="getEntitlementHistory", tag=TAG,
-           summary="Usage and balance history of a metered entitlement", query=HistoryQuery, response=HistoryOut,
-           access="subject")
+           summary="Usage and balance history of a metered entitlement (by id or feature key)", query=HistoryQuery,
+           response=HistoryOut, access="subject")
 async def get_entitlement_history(c: Call) -> HistoryOut:
     q: HistoryQuery = c.query
-    ent = await subject_entitlement(c, await c.subject_key())
-    if ent.deleted_at is not None and ent.deleted_at <= c.rt.now():
-        raise NotFound(f"entitlement {ent.id!r} is deleted")
+    # by id or feature key, like /value (SEMANTICS §3)
+    ent = await svc.resolve_one(c.rt, await c.subject_key(), c.path["entitlementId"], c.rt.now())
     h = await history_svc.history(c.rt, ent, q.window_size, q.from_, q.to, q.window_time_zone)
     return HistoryOut(
         windowed_history=[BalanceWindowOut(period=Period(from_=w.start, to=w.end), usage=float(w.usage),
@@ -181,7 +180,7 @@ async def get_entitlement_history(c: Call) -> HistoryOut:
 
 
 @api.route("POST", ENT + "/{entitlementId}/reset", op_id="resetEntitlementUsage", tag=TAG,
-           summary="Reset the usage of a metered entitlement", status=204, body=ResetIn)
+           summary="Reset the usage of a metered entitlement (by id or feature key)", status=204, body=ResetIn)
 async def reset_entitlement_usage(c: Call) -> None:
     b: ResetIn = c.body
     await svc.reset_entitlement(c.rt, await c.subject_key(), c.path["entitlementId"], b.effective_at,

@@ -43,7 +43,8 @@ async def get_feature(c: Call) -> FeatureOut:
     return feature_out(found)
 
 
-@api.route("DELETE", "/features/{featureId}", op_id="deleteFeature", tag=TAG, summary="Archive a feature",
+@api.route("DELETE", "/features/{featureId}", op_id="deleteFeature", tag=TAG,
+           summary="Archive a feature by id or key",
            status=204)
 async def archive_feature(c: Call) -> None:
     await svc.archive_feature(c.rt, c.path["featureId"])

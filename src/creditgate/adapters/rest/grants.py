@@ -17,7 +17,7 @@ from creditgate.records import Grant
 from creditgate.services import grants as svc
 
 TAG = "Grants"
-ENT_GRANTS = "/subjects/{subjectIdOrKey}/entitlements/{entitlementId}/grants"
+ENT_GRANTS = "/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/grants"
 
 
 def grant_out(g: Grant, now: datetime) -> GrantOut:
@@ -41,12 +41,14 @@ async def list_grants(c: Call) -> list[GrantOut]:
     return [grant_out(g, now) for g in found]
 
 
-@api.route("GET", ENT_GRANTS, op_id="listEntitlementGrants", tag=TAG, summary="List the grants of an entitlement",
+@api.route("GET", ENT_GRANTS, op_id="listEntitlementGrants", tag=TAG,
+           summary="List the grants of an entitlement (by id or feature key)",
            query=EntitlementGrantsQuery, response=list[GrantOut], access="subject")
 async def list_entitlement_grants(c: Call) -> list[GrantOut]:
     q: EntitlementGrantsQuery = c.query
     key = await c.subject_key()
-    found = await svc.list_grants(c.rt, key, c.path["entitlementId"], include_deleted=q.include_deleted)
+    found = await svc.list_grants(c.rt, key, c.path["entitlementIdOrFeatureKey"],
+                                  include_deleted=q.include_deleted)
     now = c.rt.now()
     return [grant_out(g, now) for g in found]
 
@@ -62,7 +64,7 @@ async def create_grant(c: Call) -> GrantOut:
                          recurrence_interval=rec.interval if rec else None,
                          recurrence_anchor=rec.anchor if rec else None, min_rollover=b.min_rollover_amount,
                          max_rollover=b.max_rollover_amount, metadata=b.metadata)
-    return grant_out(await svc.create_grant(c.rt, key, c.path["entitlementId"], inp), c.rt.now())
+    return grant_out(await svc.create_grant(c.rt, key, c.path["entitlementIdOrFeatureKey"], inp), c.rt.now())
 
 
 @api.route("DELETE", "/grants/{grantId}", op_id="voidGrant", tag=TAG, summary="Void a grant", status=204)
