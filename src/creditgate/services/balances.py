@@ -22,7 +22,7 @@ from creditgate.adapters.sql.features import features_with_meters
 from creditgate.adapters.sql.usage import UsageRequest, load_usage
 from creditgate.domain import Grant as EngineGrant
 from creditgate.domain import Interval, ManualReset, Metered, Recurrence, State, add_interval
-from creditgate.records import Entitlement, Feature, Grant, Meter, Reset
+from creditgate.records import Aggregation, Entitlement, EntitlementType, Feature, Grant, Meter, Reset
 
 T = TypeVar("T")
 Op = Callable[[Callable[[Sequence[datetime]], Sequence[Decimal]]], T]
@@ -64,7 +64,7 @@ def expires_at(effective_at: datetime, duration: str, count: int) -> datetime:
 async def load_bundles(session: Session, ents: Sequence[Entitlement],
                        snapshot_limits: dict[str, datetime] | None) -> dict[str, Bundle]:
     """Bundles of the METERED entitlements among `ents`; snapshots only with `snapshot_limits`."""
-    metered = {e.id: e for e in ents if e.type == "METERED"}
+    metered = {e.id: e for e in ents if e.type == EntitlementType.METERED}
     if not metered:
         return {}
     ids = sorted(metered)
@@ -113,7 +113,7 @@ async def run_ops(session: Session, ops: Sequence[tuple[Bundle, Op[Any]]]) -> li
         if meter is None or feature is None:
             requests.append(UsageRequest("", False, b.ent.subject_key, {}, bounds))  # no meter: no usage
         else:
-            requests.append(UsageRequest(meter.id, meter.aggregation == "COUNT", b.ent.subject_key,
+            requests.append(UsageRequest(meter.id, meter.aggregation == Aggregation.COUNT, b.ent.subject_key,
                                          dict(feature.meter_group_by_filters), bounds))
     answers = await load_usage(session, requests) if requests else []
     for (k, bounds), ans in zip(pending, answers, strict=True):

@@ -15,16 +15,17 @@ from creditgate.adapters.sql import events as repo
 from creditgate.adapters.sql import meters as meter_repo
 from creditgate.adapters.sql.events import MinuteDelta, MinuteValue, NewEvent
 from creditgate.amounts import LIMIT, SCALE, fit_stored
+from creditgate.domain import floor_m
 from creditgate.domain.errors import BadInput
-from creditgate.records import Event, EventInput, IngestResult, Meter
+from creditgate.records import Aggregation, Event, EventInput, IngestResult, Meter
 from creditgate.services import invalidation
 from creditgate.services.invalidation import UsageTouch
 from creditgate.services.jsonpath import Path, as_text, compile_path, is_missing, lookup
-from creditgate.services.runtime import Runtime, floor_minute
+from creditgate.services.runtime import Runtime
 
 MAX_BATCH = 1000
 MAX_LIST = 1000
-NUMERIC = {"SUM", "AVG", "MIN", "MAX"}
+_COUNT, _UNIQUE_COUNT = Aggregation.COUNT, Aggregation.UNIQUE_COUNT  # compared per event: globals, not enum lookups
 
 
 Getter = Callable[[dict[str, Any]], Any]
@@ -39,18 +40,18 @@ def _getter(path: Path) -> Getter:
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
-    """A meter, compiled for ingest."""
+class _MeterReader:
+    """A meter compiled for ingest: reads its value and groups from event data."""
 
     meter: Meter
     value: Getter | None
     groups: tuple[tuple[str, Getter], ...]
 
 
-def _plan(meter: Meter) -> _Plan:
-    value = compile_path(meter.value_property) if meter.value_property and meter.aggregation != "COUNT" else None
+def _reader(meter: Meter) -> _MeterReader:
+    value = compile_path(meter.value_property) if meter.value_property and meter.aggregation != _COUNT else None
     groups = tuple((name, _getter(compile_path(path))) for name, path in sorted(meter.group_by.items()))
-    return _Plan(meter, _getter(value) if value is not None else None, groups)
+    return _MeterReader(meter, _getter(value) if value is not None else None, groups)
 
 
 def parse_time(value: Any) -> datetime:
@@ -143,45 +144,46 @@ def numeric_value(raw: Any) -> Decimal:
 _LIMIT_INT = int(LIMIT)
 _LIMIT_FLOAT = float(LIMIT)  # 1e26 is a float exactly as repr writes it, so the bounds agree
 
-# What one event adds to one meter: (plan, group key, groups, numeric value, UNIQUE_COUNT text).
-_Contribution = tuple[_Plan, str, dict[str, str | None], Decimal | None, str | None]
+# What one event adds to one meter: (reader, group key, groups, numeric value, UNIQUE_COUNT text).
+_Contribution = tuple[_MeterReader, str, dict[str, str | None], Decimal | None, str | None]
 _NO_GROUPS: tuple[str, dict[str, str | None]] = ("{}", {})
 
 
-def _group_key(plan: _Plan, data: dict[str, Any],
+def _group_key(reader: _MeterReader, data: dict[str, Any],
                cache: dict[tuple[str, tuple[str | None, ...]], tuple[str, dict[str, str | None]]]
                ) -> tuple[str, dict[str, str | None]]:
     """The canonical group key (JSON, sorted names) and the groups, shared by equal groups in a batch."""
-    if not plan.groups:
+    if not reader.groups:
         return _NO_GROUPS
-    texts = tuple([as_text(get(data)) for _, get in plan.groups])
-    key = (plan.meter.id, texts)
+    texts = tuple([as_text(get(data)) for _, get in reader.groups])
+    key = (reader.meter.id, texts)
     found = cache.get(key)
     if found is None:
-        groups = {name: text for (name, _), text in zip(plan.groups, texts, strict=True)}
+        groups = {name: text for (name, _), text in zip(reader.groups, texts, strict=True)}
         found = cache[key] = (orjson.dumps(groups, option=orjson.OPT_SORT_KEYS).decode(), groups)
     return found
 
 
-def _contribute(plan: _Plan, data: dict[str, Any],
+def _contribute(reader: _MeterReader, data: dict[str, Any],
                 cache: dict[tuple[str, tuple[str | None, ...]], tuple[str, dict[str, str | None]]]
                 ) -> _Contribution:
     """What one event adds to one meter; ValueError when its value is unusable."""
-    group_key, groups = _group_key(plan, data, cache)
-    agg = plan.meter.aggregation
-    if agg == "COUNT" or plan.value is None:
-        return (plan, group_key, groups, None, None)
-    raw = plan.value(data)
+    group_key, groups = _group_key(reader, data, cache)
+    agg = reader.meter.aggregation
+    if agg == _COUNT or reader.value is None:
+        return (reader, group_key, groups, None, None)
+    raw = reader.value(data)
     if is_missing(raw) or raw is None:
-        raise ValueError(f"meter {plan.meter.slug}: value {plan.meter.value_property} is missing or null")
-    if agg == "UNIQUE_COUNT":
+        raise ValueError(f"meter {reader.meter.slug}: value {reader.meter.value_property} is missing or null")
+    if agg == _UNIQUE_COUNT:
         if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-            raise ValueError(f"meter {plan.meter.slug}: value {plan.meter.value_property} must be a string or number")
-        return (plan, group_key, groups, None, as_text(raw))
+            raise ValueError(f"meter {reader.meter.slug}: value {reader.meter.value_property} "
+                             "must be a string or number")
+        return (reader, group_key, groups, None, as_text(raw))
     try:
-        return (plan, group_key, groups, numeric_value(raw), None)
+        return (reader, group_key, groups, numeric_value(raw), None)
     except ValueError as exc:
-        raise ValueError(f"meter {plan.meter.slug}: value {plan.meter.value_property} {exc}") from None
+        raise ValueError(f"meter {reader.meter.slug}: value {reader.meter.value_property} {exc}") from None
 
 
 @dataclass(slots=True)
@@ -193,22 +195,22 @@ class _Fed:
     contributions: list[_Contribution]
 
 
-def _feed(events: Sequence[NewEvent], plans: dict[str, list[_Plan]]) -> list[_Fed]:
+def _feed(events: Sequence[NewEvent], readers: dict[str, list[_MeterReader]]) -> list[_Fed]:
     """Each event's contributions; an event with a value error gets it and counts toward no meter."""
     cache: dict[tuple[str, tuple[str | None, ...]], tuple[str, dict[str, str | None]]] = {}
     fed: list[_Fed] = []
     for event in events:
         contributions: list[_Contribution] = []
         errors: list[str] | None = None
-        for plan in plans.get(event.type, ()):
+        for reader in readers.get(event.type, ()):
             try:
-                contributions.append(_contribute(plan, event.data, cache))
+                contributions.append(_contribute(reader, event.data, cache))
             except ValueError as exc:
                 errors = [*(errors or []), str(exc)]
         if errors:
             event.validation_error = "; ".join(errors)
             contributions = []
-        fed.append(_Fed(event, floor_minute(event.time), contributions))
+        fed.append(_Fed(event, floor_m(event.time), contributions))
     return fed
 
 
@@ -217,8 +219,8 @@ def _aggregate(fed: Sequence[_Fed]) -> tuple[list[MinuteDelta], list[MinuteValue
     values: dict[tuple[str, str, str, datetime, str], MinuteValue] = {}
     for f in fed:
         subject, minute = f.event.subject, f.minute
-        for plan, group_key, groups, value, text in f.contributions:
-            meter_id = plan.meter.id
+        for reader, group_key, groups, value, text in f.contributions:
+            meter_id = reader.meter.id
             key = (meter_id, subject, group_key, minute)
             d = deltas.get(key)
             if d is None:
@@ -262,10 +264,10 @@ async def ingest_events(rt: Runtime, events: Sequence[EventInput]) -> IngestResu
     new = list(unique.values())
     async with rt.db.transaction() as s:
         meters = await meter_repo.meters_for_types(s, sorted({e.type for e in new}))
-        plans: dict[str, list[_Plan]] = {}
+        readers: dict[str, list[_MeterReader]] = {}
         for m in meters:
-            plans.setdefault(m.event_type, []).append(_plan(m))
-        fed = _feed(new, plans)
+            readers.setdefault(m.event_type, []).append(_reader(m))
+        fed = _feed(new, readers)
         # Aggregated as if every event is new: the usual case, stored in one go.
         deltas, values = _aggregate(fed)
         stored = await repo.store_batch(s, new, deltas, values)

@@ -10,7 +10,7 @@ from creditgate.adapters.sql import snapshots as snap_repo
 from creditgate.domain import Segment, Window, WindowSize, burndown, ceil_m, period_start, windowed_history
 from creditgate.domain.errors import BadInput
 from creditgate.domain.windows import zone
-from creditgate.records import Entitlement
+from creditgate.records import Entitlement, EntitlementType
 from creditgate.services.balances import Bundle, Op, load_bundles, run_ops
 from creditgate.services.runtime import Runtime
 
@@ -23,7 +23,7 @@ class History:
 
 async def history(rt: Runtime, ent: Entitlement, window_size: str, from_: datetime | None,
                   to: datetime | None, tz: str = "UTC") -> History:
-    if ent.type != "METERED":
+    if ent.type != EntitlementType.METERED:
         raise BadInput("history needs a METERED entitlement")
     if window_size not in {w.value for w in WindowSize}:
         raise BadInput("windowSize must be MINUTE, HOUR or DAY")

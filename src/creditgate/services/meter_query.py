@@ -14,22 +14,22 @@ import orjson
 
 from creditgate.adapters.sql import meter_query as repo
 from creditgate.adapters.sql import meters as meter_repo
+from creditgate.domain import WindowSize, floor_m
 from creditgate.domain.errors import BadInput, NotFound
-from creditgate.domain.model import WindowSize
 from creditgate.domain.windows import window_edges, zone
-from creditgate.records import Meter, MeterQueryRow
-from creditgate.services.runtime import Runtime, floor_minute
+from creditgate.records import Aggregation, Meter, MeterQueryRow
+from creditgate.services.runtime import Runtime
 
 MINUTE = timedelta(minutes=1)
-RANK = {"MINUTE": 0, "HOUR": 1, "DAY": 2}
+RANK: dict[str, int] = {WindowSize.MINUTE: 0, WindowSize.HOUR: 1, WindowSize.DAY: 2}
 
 
 def floor_window(t: datetime, size: str, tz: ZoneInfo) -> datetime:
     """The start of the `size` window (aligned in `tz`) holding `t`."""
-    t = floor_minute(t)
-    if size == "MINUTE":
+    t = floor_m(t)
+    if size == WindowSize.MINUTE:
         return t
-    span = timedelta(days=2) if size == "DAY" else timedelta(hours=2)
+    span = timedelta(days=2) if size == WindowSize.DAY else timedelta(hours=2)
     edges = window_edges(t - span, t + MINUTE, WindowSize(size), tz)
     return max(e for e in edges if e <= t)
 
@@ -42,7 +42,7 @@ def ceil_window(t: datetime, size: str, tz: ZoneInfo) -> datetime:
     start = floor_window(t, size, tz)
     if start == t:
         return t
-    if size == "MINUTE":
+    if size == WindowSize.MINUTE:
         return start + MINUTE
     return window_edges(start, start + timedelta(days=2), WindowSize(size), tz)[0]
 
@@ -57,15 +57,15 @@ class _Cell:
 
 
 def _value(agg: str, cell: _Cell) -> Decimal:
-    if agg == "SUM":
+    if agg == Aggregation.SUM:
         return cell.sum
-    if agg == "COUNT":
+    if agg == Aggregation.COUNT:
         return Decimal(cell.count)
-    if agg == "AVG":
+    if agg == Aggregation.AVG:
         return cell.sum / cell.count if cell.count else Decimal(0)
-    if agg == "MIN":
+    if agg == Aggregation.MIN:
         return Decimal(repr(cell.min)) if cell.min is not None else Decimal(0)
-    if agg == "MAX":
+    if agg == Aggregation.MAX:
         return Decimal(repr(cell.max)) if cell.max is not None else Decimal(0)
     return Decimal(len(cell.values))
 
@@ -116,15 +116,16 @@ async def query_meter(rt: Runtime, id_or_slug: str, *, from_: datetime | None = 
             raise BadInput("to must be after from")
         by_subject = "subject" in names or subjects is not None
         by_minute = window_size is not None
-        if meter.aggregation == "UNIQUE_COUNT":
+        if meter.aggregation == Aggregation.UNIQUE_COUNT:
             vrows = await repo.distinct_values(s, meter.id, from_, to, subjects=subjects,
                                                by_subject=by_subject, by_minute=by_minute)
             rows: list[Any] = vrows
         else:
             rows = await repo.aggregates(s, meter.id, from_, to, subjects=subjects,
                                          by_subject=by_subject, by_minute=by_minute)
+    minutes = window_size == WindowSize.MINUTE
     edges = [from_]
-    if window_size is not None and window_size != "MINUTE":
+    if window_size is not None and not minutes:
         edges += window_edges(from_, to, WindowSize(window_size), tz)
     group_names = [n for n in names if n != "subject"]
     cells: dict[tuple[datetime, str, tuple[str | None, ...]], _Cell] = {}
@@ -137,7 +138,7 @@ async def query_meter(rt: Runtime, id_or_slug: str, *, from_: datetime | None = 
             continue
         if r.minute is None:
             start = from_
-        elif window_size == "MINUTE":
+        elif minutes:
             start = r.minute
         else:
             start = edges[bisect_right(edges, r.minute) - 1]
@@ -159,7 +160,7 @@ async def query_meter(rt: Runtime, id_or_slug: str, *, from_: datetime | None = 
             kv[0][0], kv[0][1], tuple((v is None, v or "") for v in kv[0][2]))):
         if window_size is None:
             end = to
-        elif window_size == "MINUTE":
+        elif minutes:
             end = start + MINUTE
         else:
             i = bisect_right(edges, start)

@@ -6,15 +6,16 @@ import re
 from typing import Any
 
 from creditgate.adapters.sql import meters as repo
+from creditgate.domain import WindowSize
 from creditgate.domain.errors import BadInput, Conflict, NotFound
-from creditgate.records import Meter, new_id
+from creditgate.records import Aggregation, Meter, new_id
 from creditgate.services.jsonpath import compile_path
 from creditgate.services.runtime import Runtime
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
 GROUP_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-AGGREGATIONS = ("SUM", "COUNT", "AVG", "MIN", "MAX", "UNIQUE_COUNT")
-WINDOW_SIZES = ("MINUTE", "HOUR", "DAY")
+AGGREGATIONS = tuple(Aggregation)
+WINDOW_SIZES = tuple(WindowSize)
 MAX_SLUG = 63
 
 
@@ -30,7 +31,7 @@ def check_meter(slug: str, event_type: str, aggregation: str, value_property: st
     if window_size not in WINDOW_SIZES:
         raise BadInput(f"windowSize must be one of {', '.join(WINDOW_SIZES)}")
     if value_property is None:
-        if aggregation != "COUNT":
+        if aggregation != Aggregation.COUNT:
             raise BadInput(f"valueProperty is required for {aggregation} meters")
     else:
         compile_path(value_property)
@@ -50,7 +51,7 @@ def check_meter(slug: str, event_type: str, aggregation: str, value_property: st
 
 async def create_meter(rt: Runtime, slug: str, event_type: str, aggregation: str, *,
                        description: str | None = None, value_property: str | None = None,
-                       group_by: Any = None, window_size: str = "MINUTE") -> Meter:
+                       group_by: Any = None, window_size: str = WindowSize.MINUTE) -> Meter:
     groups = check_meter(slug, event_type, aggregation, value_property, group_by, window_size)
     now = rt.now()
     meter = Meter(id=new_id(), slug=slug, description=description, event_type=event_type,

@@ -18,10 +18,6 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
-def floor_minute(t: datetime) -> datetime:
-    return t.replace(second=0, microsecond=0)
-
-
 @dataclass
 class Runtime:
     settings: Settings

@@ -14,7 +14,7 @@ commits in between makes the later put a no-op (the adapter's guard).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -25,14 +25,16 @@ import orjson
 from creditgate.adapters.sql import entitlements as ent_repo
 from creditgate.adapters.sql.db import Session
 from creditgate.domain import Value, ceil_m, floor_m, next_change, value_at
-from creditgate.records import Entitlement
+from creditgate.records import AccessReason, Entitlement, EntitlementType
 from creditgate.services.balances import Bundle, Op, load_bundles, run_ops
+from creditgate.services.cache import Hit, PutItem
 from creditgate.services.entitlements import resolve
 from creditgate.services.invalidation import subject_group
 from creditgate.services.runtime import Runtime
 from creditgate.services.snapshots import persist_snapshots, snapshot_wishes
 
 MINUTE = timedelta(minutes=1)
+_METERED = EntitlementType.METERED  # compared per item on read paths: a global, not an enum lookup
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +59,13 @@ class Access:
         return self.value is not None and self.value.has_access
 
     @property
-    def reason(self) -> str:
+    def reason(self) -> AccessReason:
         v = self.value
         if v is None:
-            return "NO_ENTITLEMENT"
-        if self.type != "METERED" or (v.balance is not None and v.balance > 0):
-            return "GRANTED"
-        return "SOFT_LIMIT" if v.has_access else "NO_BALANCE"
+            return AccessReason.NO_ENTITLEMENT
+        if self.type != _METERED or (v.balance is not None and v.balance > 0):
+            return AccessReason.GRANTED
+        return AccessReason.SOFT_LIMIT if v.has_access else AccessReason.NO_BALANCE
 
 
 def _dec(x: Decimal | None) -> str | None:
@@ -108,7 +110,7 @@ class Computed:
 
 
 def _static_value(ent: Entitlement) -> EntValue:
-    return EntValue(True, config=ent.config if ent.type == "STATIC" else None)
+    return EntValue(True, config=ent.config if ent.type == EntitlementType.STATIC else None)
 
 
 def _from_engine(v: Value) -> EntValue:
@@ -118,7 +120,7 @@ def _from_engine(v: Value) -> EntValue:
 async def compute(rt: Runtime, items: Sequence[tuple[Entitlement, datetime]], *,
                   persist: bool = True) -> list[Computed]:
     """Values of entitlements at instants, from the database (a fixed number of statements)."""
-    if not any(ent.type == "METERED" for ent, _ in items):
+    if not any(ent.type == _METERED for ent, _ in items):
         return _compute_static(items)
     async with rt.db.read() as s:
         out, wishes = await _compute_in(rt, s, items)
@@ -138,7 +140,7 @@ async def _compute_in(rt: Runtime, s: Session, items: Sequence[tuple[Entitlement
     out: list[Computed | None] = [None] * len(items)
     metered: list[int] = []
     for k, (ent, _t) in enumerate(items):
-        if ent.type == "METERED":
+        if ent.type == _METERED:
             metered.append(k)
         else:
             out[k] = Computed(_static_value(ent), None)
@@ -178,13 +180,13 @@ def _value_op(b: Bundle, t: datetime) -> Op[Value]:
     return lambda usage: value_at(metered, grants, usage, t, start=snap)
 
 
-async def _put(rt: Runtime, puts: list[tuple[str, str, bytes, object, float | None]]) -> None:
+async def _put(rt: Runtime, puts: list[PutItem]) -> None:
     if puts and rt.cache is not None:
         with contextlib.suppress(Exception):  # a cache that is down only makes reads slower
             await rt.cache.put_many(puts)
 
 
-async def _get(rt: Runtime, keys: list[tuple[str, str]]) -> list[Any]:
+async def _get(rt: Runtime, keys: list[tuple[str, str]]) -> list[Hit | None]:
     if rt.cache is None or not keys:
         return [None] * len(keys)
     try:
@@ -201,46 +203,75 @@ def _ttl(expires: datetime | None, now: datetime) -> float | bool | None:
     return left if left > 0 else False
 
 
+# A cache entry: (entitlement id, type, value); all None when there is no entitlement.
+Entry = tuple[str | None, str | None, EntValue | None]
+_NO_ENTRY: Entry = (None, None, None)
+# What a miss loads: the entry, and for "now" reads the instant it stops being true (None: never).
+Loaded = tuple[Entry, datetime | None]
+
+
+async def _read_through(rt: Runtime, now: datetime, keys: Sequence[tuple[str, str] | None],
+                        load: Callable[[list[int]], Awaitable[list[Loaded]]], *,
+                        need_value: bool = False) -> list[Entry]:
+    """Entries for `keys` (None: not cached) from the value cache, the misses (by index) from `load`.
+    A loaded entry is put back with the token read before `load` ran, so a write committed meanwhile
+    keeps it out (the adapter's guard); `need_value`: an entry without a value is a miss."""
+    asked = [k for k in keys if k is not None]
+    hits = iter(await _get(rt, asked))
+    out: list[Entry] = [_NO_ENTRY] * len(keys)
+    missing: list[int] = []
+    missing_hits: list[Hit | None] = []
+    for i, key in enumerate(keys):
+        hit = next(hits) if key is not None else None
+        got = decode(hit.value, now) if hit is not None and hit.value is not None else None
+        if got is None or (need_value and got[2] is None):
+            missing.append(i)
+            missing_hits.append(hit)
+        else:
+            out[i] = got
+    if missing:
+        puts: list[PutItem] = []
+        for i, hit, (entry, expires) in zip(missing, missing_hits, await load(missing), strict=True):
+            out[i] = entry
+            ttl = _ttl(expires, now)
+            key = keys[i]
+            if hit is not None and key is not None and ttl is not False:
+                puts.append((key[0], key[1], encode(expires, *entry), hit.token,
+                             ttl if isinstance(ttl, float) else None))
+        await _put(rt, puts)
+    return out
+
+
 async def check_access(rt: Runtime, checks: Sequence[tuple[str, str]], at: datetime | None = None) -> list[Access]:
     """Answers for (subject, entitlement id or feature key) pairs at one instant, in input order."""
     now = rt.now()
     t = now if at is None else at
-    use_cache = _cacheable(at, now)
     unique = list(dict.fromkeys(checks))
-    keys = [(subject_group(sub), "a:" + ref + _suffix(at)) for sub, ref in unique]
-    hits = await _get(rt, keys) if use_cache else [None] * len(unique)
-    found: dict[tuple[str, str], Access] = {}
-    missing: list[int] = []
-    for i, ((sub, ref), hit) in enumerate(zip(unique, hits, strict=True)):
-        got = decode(hit.value, now) if hit is not None and hit.value is not None else None
-        if got is None:
-            missing.append(i)
-        else:
-            found[(sub, ref)] = Access(sub, ref, got[0], got[1], got[2])
-    if missing:
+    suffix = _suffix(at)
+    keys: list[tuple[str, str] | None] = (
+        [(subject_group(sub), "a:" + ref + suffix) for sub, ref in unique] if _cacheable(at, now)
+        else [None] * len(unique))
+
+    async def load(missing: list[int]) -> list[Loaded]:
         pairs = [unique[i] for i in missing]
         async with rt.db.read() as s:  # one session (one connection checkout) for the whole read
             candidates = await ent_repo.by_refs(s, [p[0] for p in pairs], [p[1] for p in pairs])
             resolved = [resolve(candidates, sub, ref, t) for sub, ref in pairs]
-            todo = [(e, t) for e in resolved if e is not None]
-            done, wishes = await _compute_in(rt, s, todo)
+            done, wishes = await _compute_in(rt, s, [(e, t) for e in resolved if e is not None])
         if wishes:
             await persist_snapshots(rt, wishes)
         computed = iter(done)
-        puts: list[tuple[str, str, bytes, object, float | None]] = []
-        for i, (sub, ref), ent in zip(missing, pairs, resolved, strict=True):
+        out: list[Loaded] = []
+        for ent in resolved:
             if ent is None:
-                acc, expires = Access(sub, ref, None, None, None), None
+                out.append((_NO_ENTRY, None))
             else:
                 c = next(computed)
-                acc, expires = Access(sub, ref, ent.id, ent.type, c.value), c.expires if at is None else None
-            found[(sub, ref)] = acc
-            ttl = _ttl(expires, now)
-            hit = hits[i]
-            if use_cache and ttl is not False and hit is not None:
-                puts.append((keys[i][0], keys[i][1], encode(expires, acc.entitlement_id, acc.type, acc.value),
-                             hit.token, ttl if isinstance(ttl, float) else None))
-        await _put(rt, puts)
+                out.append(((ent.id, ent.type, c.value), c.expires if at is None else None))
+        return out
+
+    entries = await _read_through(rt, now, keys, load)
+    found = {u: Access(u[0], u[1], *e) for u, e in zip(unique, entries, strict=True)}
     return [found[c] for c in checks]
 
 
@@ -253,30 +284,18 @@ async def values_of(rt: Runtime, items: Sequence[tuple[Entitlement, datetime | N
     now = rt.now()
     unique = list(dict.fromkeys((e.id, at) for e, at in items))
     by_id = {e.id: e for e, _ in items}
-    keys = [(subject_group(by_id[i].subject_key), "e:" + i + _suffix(at)) for i, at in unique]
-    flags = [_cacheable(at, now) for _, at in unique]
-    hits = await _get(rt, [k for k, f in zip(keys, flags, strict=True) if f])
-    hit_iter = iter(hits)
+    keys = [(subject_group(by_id[i].subject_key), "e:" + i + _suffix(at)) if _cacheable(at, now) else None
+            for i, at in unique]
+
+    async def load(missing: list[int]) -> list[Loaded]:
+        asked = [(by_id[unique[i][0]], unique[i][1]) for i in missing]
+        computed = await compute(rt, [(ent, at or now) for ent, at in asked])
+        return [((ent.id, ent.type, c.value), c.expires if at is None else None)
+                for (ent, at), c in zip(asked, computed, strict=True)]
+
+    entries = await _read_through(rt, now, keys, load, need_value=True)
     found: dict[tuple[str, datetime | None], EntValue] = {}
-    missing: list[tuple[int, Any]] = []
-    for i, ((ent_id, at), flag) in enumerate(zip(unique, flags, strict=True)):
-        hit = next(hit_iter) if flag else None
-        got = decode(hit.value, now) if hit is not None and hit.value is not None else None
-        if got is None or got[2] is None:
-            missing.append((i, hit))
-        else:
-            found[(ent_id, at)] = got[2]
-    if missing:
-        computed = await compute(rt, [(by_id[unique[i][0]], unique[i][1] or now) for i, _ in missing])
-        puts: list[tuple[str, str, bytes, object, float | None]] = []
-        for (i, hit), c in zip(missing, computed, strict=True):
-            ent_id, at = unique[i]
-            found[(ent_id, at)] = c.value
-            expires = c.expires if at is None else None
-            ttl = _ttl(expires, now)
-            if hit is not None and ttl is not False:
-                ent = by_id[ent_id]
-                puts.append((keys[i][0], keys[i][1], encode(expires, ent.id, ent.type, c.value), hit.token,
-                             ttl if isinstance(ttl, float) else None))
-        await _put(rt, puts)
+    for u, (_, _, v) in zip(unique, entries, strict=True):
+        assert v is not None  # need_value
+        found[u] = v
     return [found[(e.id, at)] for e, at in items]
