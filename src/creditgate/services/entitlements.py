@@ -16,15 +16,15 @@ from creditgate.adapters.sql.subjects import ensure_subject
 from creditgate.amounts import fit_stored
 from creditgate.domain import Interval, floor_m, period_start
 from creditgate.domain.errors import BadInput, NotFound
-from creditgate.records import Entitlement, Grant, Reset, new_id
+from creditgate.records import Entitlement, EntitlementType, Grant, Reset, new_id
 from creditgate.services import invalidation
 from creditgate.services.balances import expires_at, to_metered
 from creditgate.services.features import check_page
 from creditgate.services.runtime import Runtime
 from creditgate.services.subjects import check_metadata, check_subject_key
 
-TYPES = {"METERED", "BOOLEAN", "STATIC"}
-PERIODS = {"DAY", "WEEK", "MONTH", "YEAR"}
+TYPES = set(EntitlementType)
+PERIODS = set(Interval) - {Interval.HOUR}  # usage periods and grant recurrences
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,16 +67,16 @@ def _check_fields(inp: EntitlementInput) -> None:
                       "measureUsageFrom": inp.measure_usage_from is not None,
                       "issueAfterReset": inp.issue_after_reset is not None,
                       "issueAfterResetPriority": inp.issue_after_reset_priority is not None}
-    if inp.type != "METERED":
+    if inp.type != EntitlementType.METERED:
         given = [k for k, v in metered_fields.items() if v]
         if given:
             raise BadInput(f"{', '.join(given)} only apply to METERED entitlements")
-    if inp.type == "STATIC":
+    if inp.type == EntitlementType.STATIC:
         if not isinstance(inp.config, dict):
             raise BadInput("a STATIC entitlement needs `config`, a JSON object")
     elif inp.config is not None:
         raise BadInput("`config` only applies to STATIC entitlements")
-    if inp.type == "METERED":
+    if inp.type == EntitlementType.METERED:
         if not inp.has_usage_period or inp.usage_period_interval is None:
             raise BadInput("a METERED entitlement needs a usagePeriod")
         if inp.usage_period_interval not in PERIODS:
@@ -98,17 +98,17 @@ async def create_entitlement(rt: Runtime, subject_key: str, inp: EntitlementInpu
         feature = await feature_repo.live_by_key(s, inp.feature_key)
         if feature is None:
             raise NotFound(f"feature {inp.feature_key!r} not found")
-        if inp.type == "METERED" and not feature.meter_slug:
+        if inp.type == EntitlementType.METERED and not feature.meter_slug:
             raise BadInput(f"feature {feature.key!r} has no meter: it cannot be METERED")
         await ensure_subject(s, subject_key, now)
-        metered = inp.type == "METERED"
+        metered = inp.type == EntitlementType.METERED
         iar = to_amount(inp.issue_after_reset, "issueAfterReset") if inp.issue_after_reset is not None else None
         iar_priority = (inp.issue_after_reset_priority if inp.issue_after_reset_priority is not None else 1) \
             if iar is not None else None
         measure = floor_m(inp.measure_usage_from or now) if metered else None
         ent = Entitlement(
             id=new_id(), type=inp.type, subject_key=subject_key, feature_id=feature.id, feature_key=feature.key,
-            metadata=meta, config=inp.config if inp.type == "STATIC" else None,
+            metadata=meta, config=inp.config if inp.type == EntitlementType.STATIC else None,
             is_soft_limit=bool(inp.is_soft_limit) if metered else False,
             usage_period_interval=inp.usage_period_interval if metered else None,
             usage_period_anchor=floor_m(inp.usage_period_anchor or now) if metered else None,
@@ -119,8 +119,8 @@ async def create_entitlement(rt: Runtime, subject_key: str, inp: EntitlementInpu
             amount = iar
             await grant_repo.insert_grant(s, Grant(
                 id=new_id(), entitlement_id=ent.id, amount=amount, priority=iar_priority or 1,
-                effective_at=measure, expiration_duration="YEAR", expiration_count=100,
-                expires_at=expires_at(measure, "YEAR", 100), recurrence_interval=None, recurrence_anchor=None,
+                effective_at=measure, expiration_duration=Interval.YEAR, expiration_count=100,
+                expires_at=expires_at(measure, Interval.YEAR, 100), recurrence_interval=None, recurrence_anchor=None,
                 min_rollover=amount, max_rollover=amount, metadata={"issueAfterReset": "true"}, voided_at=None,
                 created_at=now, updated_at=now))
     await invalidation.invalidate_subjects(rt, [subject_key])
@@ -148,7 +148,7 @@ async def reset_entitlement(rt: Runtime, subject_key: str, ref: str, effective_a
         ent = await repo.get_entitlement(s, found.id, lock=True) if found is not None else None
         if ent is None or ent.subject_key != subject_key or not ent.visible_at(now):
             raise NotFound(f"entitlement {ref!r} not found for subject {subject_key!r}")
-        if ent.type != "METERED":
+        if ent.type != EntitlementType.METERED:
             raise BadInput("only METERED entitlements can be reset")
         resets = (await repo.resets_of(s, [ent.id]))[ent.id]
         start = period_start(to_metered(ent, resets), now)

@@ -8,13 +8,13 @@ from typing import Any
 from creditgate.adapters.sql import features as repo
 from creditgate.adapters.sql.meters import get_meter
 from creditgate.domain.errors import BadInput, NotFound
-from creditgate.records import Feature, new_id
+from creditgate.records import Aggregation, Feature, new_id
 from creditgate.services import invalidation, validation
 from creditgate.services.runtime import Runtime
 from creditgate.services.subjects import check_metadata
 
 KEY_RE = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
-METERABLE = {"SUM", "COUNT"}
+METERABLE = {Aggregation.SUM, Aggregation.COUNT}
 ORDERS = {"ID", "KEY", "CREATED_AT", "UPDATED_AT"}
 MAX_LIMIT = validation.MAX_LIMIT
 check_page = validation.page

@@ -12,7 +12,7 @@ from creditgate.adapters.sql import grants as repo
 from creditgate.adapters.sql import snapshots as snap_repo
 from creditgate.domain import Interval, Recurrence, floor_m, period_start, recurrence_at_or_after
 from creditgate.domain.errors import BadInput, NotFound
-from creditgate.records import Grant, new_id
+from creditgate.records import EntitlementType, Grant, new_id
 from creditgate.services import invalidation
 from creditgate.services.balances import expires_at, to_metered
 from creditgate.services.entitlements import PERIODS, check_priority, resolve, to_amount
@@ -20,7 +20,7 @@ from creditgate.services.features import check_page
 from creditgate.services.runtime import Runtime
 from creditgate.services.subjects import check_metadata
 
-DURATIONS = {"HOUR", "DAY", "WEEK", "MONTH", "YEAR"}
+DURATIONS = set(Interval)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ async def create_grant(rt: Runtime, subject_key: str, ref: str, inp: GrantInput)
         ent = await ent_repo.get_entitlement(s, found.id, lock=True)
         if ent is None or not ent.visible_at(now):
             raise NotFound(f"no entitlement {ref!r} for subject {subject_key!r}")
-        if ent.type != "METERED":
+        if ent.type != EntitlementType.METERED:
             raise BadInput("only METERED entitlements take grants")
         resets = (await ent_repo.resets_of(s, [ent.id]))[ent.id]
         start = period_start(to_metered(ent, resets), now)
