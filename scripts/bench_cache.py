@@ -60,7 +60,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=2000)
     args = parser.parse_args()
     prefix = f"cgbench:{uuid.uuid4().hex[:12]}:"
-    redis_cache = RedisCache.from_url(args.redis, prefix)
+    redis_cache = RedisCache.from_url(args.redis, prefix, installation="bench")
     await redis_cache.client.ping()
     memory = MemoryCache()
     try:

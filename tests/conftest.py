@@ -22,7 +22,7 @@ import redis
 from sqlalchemy import text
 
 from creditgate.adapters.cache import open_cache
-from creditgate.adapters.sql.db import Database, migrate
+from creditgate.adapters.sql.db import Database, migrate, sync_engine
 from creditgate.adapters.sql.tables import metadata
 from creditgate.app import create_app
 from creditgate.config import Settings
@@ -39,6 +39,17 @@ class Backend:
     database_url: str
     redis_url: str | None
     redis_prefix: str
+    installation: str  # the database's id (migration 0002), the Redis cache's namespace
+
+
+def installation_of(url: str) -> str:
+    engine = sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            found: str = conn.execute(text("SELECT id FROM installation")).scalar_one()
+    finally:
+        engine.dispose()
+    return found
 
 
 def _unavailable(what: str, exc: Exception) -> None:
@@ -61,7 +72,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'creditgate.db'}"
         migrate(url)
-        yield Backend("sqlite", url, None, prefix)
+        yield Backend("sqlite", url, None, prefix, installation_of(url))
         return
     name = f"creditgate_test_{uuid.uuid4().hex[:12]}"
     try:
@@ -73,7 +84,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
     try:
         migrate(url)
-        yield Backend("postgres", url, REDIS_URL, prefix)
+        yield Backend("postgres", url, REDIS_URL, prefix, installation_of(url))
     finally:
         _redis_cleanup(REDIS_URL, prefix)
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
@@ -114,7 +125,7 @@ async def database(backend: Backend) -> AsyncIterator[Database]:
 
 
 async def _truncate(db: Database) -> None:
-    names = [t.name for t in metadata.sorted_tables]
+    names = [t.name for t in metadata.sorted_tables if t.name != "installation"]  # the id stays
     async with db.engine.begin() as conn:
         if db.dialect == "postgresql":
             await conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY"))
@@ -127,7 +138,7 @@ async def _truncate(db: Database) -> None:
 async def rt(backend: Backend, database: Database, clock: Clock) -> AsyncIterator[Runtime]:
     """A fresh runtime on an empty database, with a value cache: in-process on SQLite, Redis on PostgreSQL."""
     settings = make_settings(backend)
-    runtime = Runtime(settings=settings, db=database, cache=open_cache(settings), clock=clock)
+    runtime = Runtime(settings=settings, db=database, cache=open_cache(settings, backend.installation), clock=clock)
     try:
         yield runtime
     finally:

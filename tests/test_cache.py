@@ -24,6 +24,8 @@ from creditgate.adapters.cache.redis_cache import RedisCache
 from creditgate.config import Settings
 from tests.conftest import REDIS_URL, REQUIRE, _redis_cleanup, _unavailable
 
+INST = "0123456789abcdef0123456789abcdef"  # an installation id, as migration 0002 makes them
+
 
 class Mono:
     """A fake monotonic clock."""
@@ -65,7 +67,7 @@ async def cache(request: pytest.FixtureRequest, mono: Mono) -> AsyncIterator[Val
         yield MemoryCache(clock=mono)
         return
     prefix: str = request.getfixturevalue("shared_redis")
-    c = RedisCache.from_url(REDIS_URL, prefix, clock=mono)
+    c = RedisCache.from_url(REDIS_URL, prefix, installation=INST, clock=mono)
     yield c
     await c.close()
 
@@ -174,15 +176,15 @@ async def test_memory_is_bounded_lru(mono: Mono) -> None:
 
 
 async def test_redis_ttl_is_set_as_px(shared_redis: str) -> None:
-    c = RedisCache.from_url(REDIS_URL, shared_redis, max_ttl=3600.0)
+    c = RedisCache.from_url(REDIS_URL, shared_redis, installation=INST, max_ttl=3600.0)
     keys = [("e1", "now"), ("e1", "past"), ("e1", "long")]
     hits = await c.get_many(keys)
     await c.put_many([("e1", "now", b"v", hits[0].token, 0.25), ("e1", "past", b"p", hits[1].token, None),
                       ("e1", "long", b"l", hits[2].token, 10**7)])
     plain = redis.Redis.from_url(REDIS_URL)
-    now_ms = plain.pttl(f"{shared_redis}v:e1:now")
-    past_ms = plain.pttl(f"{shared_redis}v:e1:past")
-    long_ms = plain.pttl(f"{shared_redis}v:e1:long")
+    now_ms = plain.pttl(f"{c.namespace}v:e1:now")
+    past_ms = plain.pttl(f"{c.namespace}v:e1:past")
+    long_ms = plain.pttl(f"{c.namespace}v:e1:long")
     plain.close()
     assert 0 < now_ms <= 250
     assert 3_500_000 < past_ms <= 3_600_000  # "no expiry" is capped by max_ttl
@@ -191,11 +193,11 @@ async def test_redis_ttl_is_set_as_px(shared_redis: str) -> None:
 
 
 async def test_redis_without_ttl_cap(shared_redis: str) -> None:
-    c = RedisCache.from_url(REDIS_URL, shared_redis, max_ttl=None)
+    c = RedisCache.from_url(REDIS_URL, shared_redis, installation=INST, max_ttl=None)
     hits = await c.get_many([("e1", "past")])
     await c.put_many([("e1", "past", b"p", hits[0].token, None)])
     plain = redis.Redis.from_url(REDIS_URL)
-    assert plain.pttl(f"{shared_redis}v:e1:past") == -1
+    assert plain.pttl(f"{c.namespace}v:e1:past") == -1
     plain.close()
     assert await values(c, [("e1", "past")]) == [b"p"]
     await c.close()
@@ -223,7 +225,7 @@ class Trips:
 
 
 async def test_redis_one_round_trip_per_call(shared_redis: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    c = RedisCache.from_url(REDIS_URL, shared_redis)
+    c = RedisCache.from_url(REDIS_URL, shared_redis, installation=INST)
     keys = [(f"e{i % 7}", f"k{i}") for i in range(200)]
     await c.put_many(items(await c.get_many(keys[:1]), keys[:1]))  # connects and loads the script
     trips = Trips(monkeypatch)
@@ -239,8 +241,8 @@ async def test_redis_one_round_trip_per_call(shared_redis: str, monkeypatch: pyt
 
 
 async def test_redis_workers_share_invalidations(shared_redis: str) -> None:
-    a = RedisCache.from_url(REDIS_URL, shared_redis)
-    b = RedisCache.from_url(REDIS_URL, shared_redis)
+    a = RedisCache.from_url(REDIS_URL, shared_redis, installation=INST)
+    b = RedisCache.from_url(REDIS_URL, shared_redis, installation=INST)
     keys = [("e1", "now")]
     stale_b = await b.get_many(keys)
     await a.put_many(items(await a.get_many(keys), keys))
@@ -255,15 +257,15 @@ async def test_redis_workers_share_invalidations(shared_redis: str) -> None:
 
 async def test_redis_lost_state_never_revives_entries(shared_redis: str) -> None:
     """Generations and the epoch are nonces: losing them (restart, eviction) only causes misses."""
-    c = RedisCache.from_url(REDIS_URL, shared_redis)
+    c = RedisCache.from_url(REDIS_URL, shared_redis, installation=INST)
     keys = [("e1", "now"), ("e2", "now")]
     await c.invalidate(["e1"])
     await c.put_many(items(await c.get_many(keys), keys))
     before = await c.get_many(keys)
     plain = redis.Redis.from_url(REDIS_URL)
-    plain.delete(f"{shared_redis}g:e1")  # the generation is evicted
+    plain.delete(f"{c.namespace}g:e1")  # the generation is evicted
     assert await values(c, keys) == [None, b"e2/now"]
-    plain.delete(f"{shared_redis}epoch")  # the epoch is lost
+    plain.delete(f"{c.namespace}epoch")  # the epoch is lost
     assert await values(c, keys) == [None, None]
     await c.put_many(items(before, keys))  # tokens from before the loss are refused
     assert await values(c, keys) == [None, None]
@@ -274,11 +276,11 @@ async def test_redis_lost_state_never_revives_entries(shared_redis: str) -> None
 
 
 def test_open_cache_follows_settings() -> None:
-    assert open_cache(Settings(value_cache=False)) is None
-    assert open_cache(Settings(value_cache=False, redis_url=REDIS_URL)) is None
-    assert isinstance(open_cache(Settings(redis_url=None)), MemoryCache)
-    c = open_cache(Settings(redis_url=REDIS_URL, redis_prefix="cgx:"))
-    assert isinstance(c, RedisCache) and c.prefix == "cgx:"
+    assert open_cache(Settings(value_cache=False), INST) is None
+    assert open_cache(Settings(value_cache=False, redis_url=REDIS_URL), INST) is None
+    assert isinstance(open_cache(Settings(redis_url=None), INST), MemoryCache)
+    c = open_cache(Settings(redis_url=REDIS_URL, redis_prefix="cgx:"), INST)
+    assert isinstance(c, RedisCache) and c.prefix == "cgx:" and c.namespace == f"cgx:{INST}:"
 
 
 # -- Redis down --
@@ -290,7 +292,7 @@ def cache_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 async def test_redis_refused_gives_misses_and_logs_once(caplog: pytest.LogCaptureFixture, mono: Mono) -> None:
     caplog.set_level(logging.INFO, logger="creditgate.cache")
-    c = RedisCache.from_url("redis://127.0.0.1:1/0", "cgtest:", clock=mono, heal_interval=3600.0)
+    c = RedisCache.from_url("redis://127.0.0.1:1/0", "cgtest:", installation=INST, clock=mono, heal_interval=3600.0)
     keys = [("e1", "now"), ("e2", "now")]
     for _ in range(3):
         hits = await c.get_many(keys)
@@ -362,7 +364,7 @@ def server() -> Iterator[Server]:
 
 async def test_redis_killed_and_restarted(server: Server, mono: Mono, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="creditgate.cache")
-    c = RedisCache.from_url(server.url, "cg:", clock=mono, heal_interval=3600.0)
+    c = RedisCache.from_url(server.url, "cg:", installation=INST, clock=mono, heal_interval=3600.0)
     keys = [("e1", "now"), ("e2", "now")]
     await c.put_many(items(await c.get_many(keys), keys))
     before = await c.get_many(keys)
@@ -391,8 +393,8 @@ async def test_redis_paused_invalidation_is_not_lost(server: Server, mono: Mono,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Redis keeps its data across the outage; an invalidate skipped while it was unreachable is
     made good by an epoch bump before this process serves anything again."""
-    a = RedisCache.from_url(server.url, "cg:", clock=mono, heal_interval=3600.0)
-    b = RedisCache.from_url(server.url, "cg:", clock=mono, heal_interval=3600.0)  # another worker
+    a = RedisCache.from_url(server.url, "cg:", installation=INST, clock=mono, heal_interval=3600.0)
+    b = RedisCache.from_url(server.url, "cg:", installation=INST, clock=mono, heal_interval=3600.0)  # another worker
     keys = [("e1", "now"), ("e2", "now")]
     await a.put_many(items(await a.get_many(keys), keys))
     assert await values(b, keys) == [b"e1/now", b"e2/now"]
@@ -416,8 +418,8 @@ async def test_redis_paused_invalidation_is_not_lost(server: Server, mono: Mono,
 
 async def test_redis_paused_during_invalidate(server: Server, mono: Mono, monkeypatch: pytest.MonkeyPatch) -> None:
     """An invalidate that times out (it may or may not have been applied) makes the process dirty."""
-    a = RedisCache.from_url(server.url, "cg:", clock=mono, heal_interval=3600.0)
-    b = RedisCache.from_url(server.url, "cg:", clock=mono, heal_interval=3600.0)
+    a = RedisCache.from_url(server.url, "cg:", installation=INST, clock=mono, heal_interval=3600.0)
+    b = RedisCache.from_url(server.url, "cg:", installation=INST, clock=mono, heal_interval=3600.0)
     keys = [("e1", "now"), ("e2", "now")]
     hits = await a.get_many(keys)
     await a.put_many(items(hits, keys))
@@ -436,8 +438,8 @@ async def test_redis_paused_during_invalidate(server: Server, mono: Mono, monkey
 
 async def test_redis_paused_healed_in_background(server: Server) -> None:
     """The dirty process bumps the epoch by itself once Redis answers, without any request."""
-    a = RedisCache.from_url(server.url, "cg:", heal_interval=0.01)
-    b = RedisCache.from_url(server.url, "cg:")
+    a = RedisCache.from_url(server.url, "cg:", installation=INST, heal_interval=0.01)
+    b = RedisCache.from_url(server.url, "cg:", installation=INST)
     keys = [("e1", "now")]
     await a.put_many(items(await a.get_many(keys), keys))
     server.pause()
@@ -452,8 +454,8 @@ async def test_redis_paused_healed_in_background(server: Server) -> None:
 
 
 async def test_close_bumps_when_dirty(server: Server, mono: Mono) -> None:
-    a = RedisCache.from_url(server.url, "cg:", clock=mono, heal_interval=3600.0)
-    b = RedisCache.from_url(server.url, "cg:", clock=mono)
+    a = RedisCache.from_url(server.url, "cg:", installation=INST, clock=mono, heal_interval=3600.0)
+    b = RedisCache.from_url(server.url, "cg:", installation=INST, clock=mono)
     keys = [("e1", "now")]
     await a.put_many(items(await a.get_many(keys), keys))
     server.pause()

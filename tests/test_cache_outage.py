@@ -16,20 +16,20 @@ import pytest
 from creditgate.adapters.cache import open_cache
 from creditgate.app import create_app
 from creditgate.services.runtime import Runtime
-from tests.conftest import GQL
+from tests.conftest import GQL, Backend
 from tests.ent_helpers import CHECK, events, feature, grant, meter, metered, value
 from tests.test_cache import Server, server  # noqa: F401 - the private redis-server fixture
 
 NOW = "2024-01-15T12:00:00Z"
 
 @pytest.fixture
-async def gql_on(rt: Runtime) -> AsyncIterator[Callable[[str], GQL]]:
+async def gql_on(rt: Runtime, backend: Backend) -> AsyncIterator[Callable[[str], GQL]]:
     """GraphQL clients whose runtime caches in the Redis at the given URL."""
     opened: list[tuple[Runtime, httpx.AsyncClient]] = []
 
     def make(redis_url: str) -> GQL:
         settings = rt.settings.model_copy(update={"redis_url": redis_url})
-        runtime = replace(rt, settings=settings, cache=open_cache(settings))
+        runtime = replace(rt, settings=settings, cache=open_cache(settings, backend.installation))
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(runtime=runtime)),
                                    base_url="http://test")
         opened.append((runtime, client))

@@ -18,6 +18,7 @@ from creditgate.adapters.cache import open_cache
 from creditgate.adapters.graphql.app import GraphQLApp
 from creditgate.adapters.rest import metrics, rest_mount
 from creditgate.adapters.sql.db import Database
+from creditgate.adapters.sql.installation import read_installation_id
 from creditgate.config import Settings
 from creditgate.services.runtime import Runtime
 
@@ -28,7 +29,15 @@ log = logging.getLogger("creditgate")
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """Everything a process shares: created once, closed on the way out."""
     db = Database(settings.database_url)
-    rt = Runtime(settings=settings, db=db, cache=open_cache(settings))
+    try:
+        installation = await read_installation_id(db)  # the cache's namespace: never another database's
+    except BaseException:
+        await db.close()
+        raise
+    rt = Runtime(settings=settings, db=db, cache=open_cache(settings, installation))
+    ns = getattr(rt.cache, "namespace", None)
+    log.info("installation %s; value cache: %s", installation,
+             f"redis, key namespace {ns}" if ns else "in-process" if rt.cache else "off")
     try:
         yield rt
     finally:

@@ -1,8 +1,9 @@
-"""`creditgate serve | migrate | export-schema`."""
+"""`creditgate serve | migrate | cache flush | export-schema`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import os
 import pathlib
@@ -18,6 +19,59 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+async def read_installation(settings: Settings) -> str:
+    """The database's installation id (the Redis cache's namespace is made of it)."""
+    from creditgate.adapters.sql.db import Database
+    from creditgate.adapters.sql.installation import read_installation_id
+
+    db = Database(settings.database_url)
+    try:
+        return await read_installation_id(db)
+    finally:
+        await db.close()
+
+
+def redis_namespace(settings: Settings, installation: str) -> str:
+    from creditgate.adapters.cache.redis_cache import namespace
+
+    return namespace(settings.redis_prefix, installation)
+
+
+async def flush_cache(settings: Settings) -> str:
+    """`creditgate cache flush`: drops every Redis entry of this database's installation (run it
+    after restoring the database from a backup: the dump brings the same installation id).
+    Returns what it did; raises on database or Redis errors."""
+    if not settings.redis_url:
+        return ("no CREDITGATE_REDIS_URL: nothing to flush (the in-process cache lives in each server "
+                "process; restarting the server empties it)")
+    from creditgate.adapters.cache.redis_cache import RedisCache
+
+    installation = await read_installation(settings)
+    cache = RedisCache.from_url(settings.redis_url, settings.redis_prefix, installation=installation,
+                                connect_timeout=5.0, read_timeout=30.0, max_connections=2, pool_timeout=5.0)
+    try:
+        removed = await cache.flush()
+    finally:
+        await cache.close()
+    return (f"installation {installation}: replaced the epoch and unlinked {removed} keys under "
+            f"{cache.namespace!r} on {settings.redis_url.split('@')[-1]}")
+
+
+def cache_command(args: argparse.Namespace) -> int:
+    from redis.exceptions import RedisError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from creditgate.adapters.sql.installation import NoInstallation
+
+    try:
+        print(asyncio.run(flush_cache(Settings())))
+    except (RedisError, OSError, SQLAlchemyError, NoInstallation) as exc:
+        print(f"cache flush failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -42,9 +96,11 @@ def serve(args: argparse.Namespace) -> int:
         print("CREDITGATE_TOKEN_SECRET is unset: subject tokens are signed with a per-process secret "
               "and stop working at restart", file=sys.stderr)
     migrate(settings.database_url)
+    installation = asyncio.run(read_installation(settings))
+    cache = "off" if os.environ.get("CREDITGATE_VALUE_CACHE") == "false" or not settings.value_cache else (
+        f"redis, key namespace {redis_namespace(settings, installation)!r}" if settings.redis_url else "in-process")
     print(f"creditgate on http://{args.host}:{args.port}/graphql (database: "
-          f"{settings.database_url.split('@')[-1]}, cache: {'redis' if settings.redis_url else 'in-process'})",
-          file=sys.stderr)
+          f"{settings.database_url.split('@')[-1]}, installation {installation}, cache: {cache})", file=sys.stderr)
     uvicorn.run("creditgate.app:create_app", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level=args.log_level, access_log=False)
     return 0
@@ -59,12 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--log-level", default="info")
     sub.add_parser("migrate", help="apply database migrations")
+    p = sub.add_parser("cache", help="value cache operations")
+    cache_sub = p.add_subparsers(dest="cache_command", required=True)
+    cache_sub.add_parser("flush", help="drop every Redis entry of this database's installation "
+                         "(run it after restoring the database from a backup)")
     p = sub.add_parser("export-schema", help="write the GraphQL schema (SDL)")
     p.add_argument("--output", "-o", default="schema.graphql", help="file to write, or - for stdout")
     args = parser.parse_args(argv)
 
     if args.command == "serve":
         return serve(args)
+    if args.command == "cache":
+        return cache_command(args)
     if args.command == "migrate":
         from creditgate.adapters.sql.db import migrate
 

@@ -68,7 +68,7 @@ def server(backend: Backend) -> Iterator[Server]:
     async def main() -> None:
         db = Database(backend.database_url)
         settings = make_settings(backend, api_keys=API_KEY)
-        runtime = Runtime(settings=settings, db=db, cache=open_cache(settings), clock=clock)
+        runtime = Runtime(settings=settings, db=db, cache=open_cache(settings, backend.installation), clock=clock)
         holder["runtime"] = runtime
         config = uvicorn.Config(create_app(runtime=runtime), host="127.0.0.1", port=port, log_level="warning",
                                 lifespan="off")

@@ -12,14 +12,15 @@ if TYPE_CHECKING:
 __all__ = ["Hit", "PutItem", "ValueCache", "open_cache"]
 
 
-def open_cache(settings: Settings) -> ValueCache | None:
-    """Redis when `redis_url` is set, else in-process; None when the value cache is off."""
+def open_cache(settings: Settings, installation: str) -> ValueCache | None:
+    """Redis when `redis_url` is set, else in-process; None when the value cache is off.
+    `installation` is the database's id (adapters/sql/installation.py): Redis keys live under it."""
     if not settings.value_cache:
         return None
     if settings.redis_url:
         from creditgate.adapters.cache.redis_cache import RedisCache
 
-        return RedisCache.from_url(settings.redis_url, prefix=settings.redis_prefix)
+        return RedisCache.from_url(settings.redis_url, prefix=settings.redis_prefix, installation=installation)
     from creditgate.adapters.cache.memory import MemoryCache
 
     return MemoryCache()

@@ -1,9 +1,11 @@
 """Redis value cache (redis-py asyncio + hiredis), shared by every worker.
 
-Keys under the prefix:
-  {p}epoch          a random nonce; replacing it (a "bump") invalidates every entry at once
-  {p}g:{group}      the group's generation, a random nonce; invalidate replaces it
-  {p}v:{group}:{key} entry = generation (16 bytes) + epoch (16 bytes) + value
+Every key lives in the installation's namespace {ns} = {prefix}{installation id}: (`namespace()`);
+the id is the database's (adapters/sql/installation.py), so two databases sharing a Redis db and
+prefix never see each other's entries, and `flush()` drops one installation's keys:
+  {ns}epoch          a random nonce; replacing it (a "bump") invalidates every entry at once
+  {ns}g:{group}      the group's generation, a random nonce; invalidate replaces it
+  {ns}v:{group}:{key} entry = generation (16 bytes) + epoch (16 bytes) + value
 An entry is a hit only when its generation and epoch equal the current ones; get_many reads
 the epoch, the generations and the entries in one MGET. Nonces are random (never counters), so
 a generation or epoch lost to a Redis restart or to eviction is never reused: an old entry can
@@ -107,16 +109,34 @@ def nonce() -> bytes:
     return secrets.token_hex(NONCE // 2).encode()
 
 
+def namespace(prefix: str, installation: str) -> str:
+    """The key namespace of one installation (database): `{prefix}{installation}:`. Every Redis key
+    the value cache writes starts with it; pub/sub change signals must use it too (channel names
+    under it), so that deployments sharing a Redis never see each other's entries or signals."""
+    if not installation or any(c in installation for c in ":*?[]\\ "):
+        raise ValueError(f"bad installation id {installation!r}")
+    return f"{prefix}{installation}:"
+
+
+def glob_escape(text: str) -> str:
+    """`text` as a literal in a SCAN MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 class RedisCache:
-    def __init__(self, client: Redis, prefix: str, *, clock: Callable[[], float] = time.monotonic,
+    """The value cache of one installation: `installation` is the database's id, read at start-up."""
+
+    def __init__(self, client: Redis, prefix: str, *, installation: str, clock: Callable[[], float] = time.monotonic,
                  backoff: float = 1.0, heal_interval: float = 1.0, max_ttl: float | None = 86_400.0) -> None:
         self.client = client
         self.prefix = prefix
+        self.installation = installation
+        self.namespace = namespace(prefix, installation)  # every key, and every future pub/sub channel
         self.backoff = backoff
         self.heal_interval = heal_interval
         self.max_ttl = max_ttl  # entries without a TTL get this one, so invalidated ones do not pile up
         self._clock = clock
-        self._epoch_key = prefix + "epoch"
+        self._epoch_key = self.namespace + "epoch"
         self._put = client.register_script(PUT_SCRIPT)
         self._down = False
         self._retry_at = 0.0
@@ -125,7 +145,8 @@ class RedisCache:
         self._healer: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_url(cls, url: str, prefix: str, *, connect_timeout: float = 0.25, read_timeout: float = 0.5,
+    def from_url(cls, url: str, prefix: str, *, installation: str, connect_timeout: float = 0.25,
+                 read_timeout: float = 0.5,
                  max_connections: int = 32, pool_timeout: float = 0.5, clock: Callable[[], float] = time.monotonic,
                  backoff: float = 1.0, heal_interval: float = 1.0, max_ttl: float | None = 86_400.0) -> RedisCache:
         """One client per process: a bounded blocking pool, short timeouts, no retries.
@@ -135,8 +156,8 @@ class RedisCache:
         pool = BlockingConnectionPool.from_url(
             url, connection_class=HiredisConnection, max_connections=max_connections, timeout=pool_timeout,
             socket_connect_timeout=connect_timeout, socket_timeout=read_timeout, retry=Retry(NoBackoff(), 0))
-        return cls(Redis.from_pool(pool), prefix, clock=clock, backoff=backoff, heal_interval=heal_interval,
-                   max_ttl=max_ttl)
+        return cls(Redis.from_pool(pool), prefix, installation=installation, clock=clock, backoff=backoff,
+                   heal_interval=heal_interval, max_ttl=max_ttl)
 
     @property
     def dirty(self) -> bool:
@@ -148,7 +169,7 @@ class RedisCache:
         if not self._reachable():
             return [Hit(None, None) for _ in keys]
         groups = list(dict.fromkeys(group for group, _ in keys))
-        entry = self.prefix + "v:"
+        entry = self.namespace + "v:"
         names = [self._epoch_key, *(self._gen_key(g) for g in groups), *(f"{entry}{g}:{k}" for g, k in keys)]
         try:
             if self._dirty:  # bump first, in the same round trip: nothing older is served
@@ -227,6 +248,26 @@ class RedisCache:
             await self._bump()
         await self.client.aclose()
 
+    async def flush(self, batch: int = 1000) -> int:
+        """Drops every entry of this installation (`creditgate cache flush`, e.g. after a restore).
+
+        First a bump, so every worker stops serving old entries at once; then SCAN + UNLINK over
+        the namespace in batches, keeping the new epoch so that no put whose token was read before
+        the flush can store. Returns the number of keys removed. Raises on Redis errors."""
+        await self.client.set(self._epoch_key, nonce())
+        keep = self._epoch_key.encode()
+        removed = 0
+        pending: list[bytes] = []
+        async for key in self.client.scan_iter(match=glob_escape(self.namespace) + "*", count=batch):
+            if key != keep:
+                pending.append(key)
+            if len(pending) >= batch:
+                removed += await self.client.unlink(*pending)
+                pending = []
+        if pending:
+            removed += await self.client.unlink(*pending)
+        return removed
+
     async def wait_healed(self) -> None:
         """Returns once no failed invalidation is pending (tests)."""
         while self._dirty and self._healer is not None:
@@ -235,10 +276,10 @@ class RedisCache:
     # -- keys --
 
     def _gen_key(self, group: str) -> str:
-        return f"{self.prefix}g:{group}"
+        return f"{self.namespace}g:{group}"
 
     def _entry_key(self, group: str, key: str) -> str:
-        return f"{self.prefix}v:{group}:{key}"
+        return f"{self.namespace}v:{group}:{key}"
 
     def _ttl_ms(self, ttl: float | None) -> int | None:
         """Milliseconds for PX (0 = no expiry); None when the item expires at once."""

@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, String, Text, text
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -204,4 +204,15 @@ class PortalTokenRow(SQLModel, table=True):
     allowed_feature_keys: list[str] | None = Field(default=None, sa_type=JSONType)
     expires_at: datetime = _ts()
     invalidated_at: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts()
+
+
+class InstallationRow(SQLModel, table=True):
+    """This database's identity: one row, its random id made by migration 0002 (so a restored dump
+    and every upgrade keep it). The Redis cache puts the id in its key namespace."""
+
+    __tablename__ = "installation"
+    __table_args__ = (CheckConstraint("singleton = 1", name="ck_installation_singleton"),)
+    singleton: int = Field(default=1, sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    id: str = Field(max_length=32)
     created_at: datetime = _ts()
