@@ -40,6 +40,9 @@ SDK_OPERATIONS = {
     ("get", "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/value"),
     ("get", "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}/history"),
     ("post", "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}/reset"),
+    # and those the Node SDK 1.0.0-beta.185 adds
+    ("get", "/api/v1/entitlements/{entitlementId}"),
+    ("put", "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/override"),
 }
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from openmeter import Client
 
-from tests.rest.conftest import Server
+from tests.rest.conftest import API_KEY, Server
 from tests.rest.test_sdk_entitlements import DAY_START, setup_metered, tokens
 
 GRANT = {"amount": 5, "effectiveAt": DAY_START, "expiration": {"duration": "MONTH", "count": 1}}
@@ -61,3 +62,28 @@ def test_features_by_id_or_key(om: Client) -> None:
     with pytest.raises(HttpResponseError) as err:
         om.delete_feature("missing")
     assert err.value.status_code == 404
+
+
+def test_override_and_get_by_id(om: Client, live: Server) -> None:
+    """PUT .../{idOrFeatureKey}/override (the Node SDK's overrideEntitlement) and GET /entitlements/{id}."""
+    ent = setup_metered(om, "cust-1")
+    om.create_feature({"key": "sso", "name": "SSO"})
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    url = f"{live.url}/api/v1/subjects/cust-1/entitlements"
+    got = httpx.get(f"{live.url}/api/v1/entitlements/{ent['id']}", headers=auth)
+    assert got.status_code == 200 and got.json()["subjectKey"] == "cust-1"
+    assert httpx.get(f"{live.url}/api/v1/entitlements/01HZZZZZZZZZZZZZZZZZZZZZZZ", headers=auth).status_code == 404
+    other_feature = httpx.put(f"{url}/ai/override", json={"type": "boolean", "featureKey": "sso"}, headers=auth)
+    assert other_feature.status_code == 400  # an override keeps the feature; nothing changed
+    assert "deletedAt" not in om.get_entitlement("cust-1", ent["id"])
+    new = httpx.put(f"{url}/ai/override", headers=auth, json={
+        "type": "metered", "featureKey": "ai", "usagePeriod": {"interval": "MONTH"}, "issueAfterReset": 7})
+    assert new.status_code == 201, new.text
+    assert new.json()["usagePeriod"]["interval"] == "MONTH"
+    assert om.get_entitlement_value("cust-1", "ai")["balance"] == 7.0
+    old = om.get_entitlement("cust-1", ent["id"])
+    assert old["deletedAt"] == "2024-01-15T12:00:30Z"
+    assert httpx.put(f"{url}/{ent['id']}/override", json={"type": "boolean", "featureKey": "ai"},
+                     headers=auth).status_code == 404  # the old one is gone
+    assert httpx.put(f"{live.url}/api/v1/subjects/cust-2/entitlements/ai/override",
+                     json={"type": "boolean", "featureKey": "ai"}, headers=auth).status_code == 404

@@ -12,6 +12,7 @@ from creditgate.adapters.sql import entitlements as repo
 from creditgate.adapters.sql import features as feature_repo
 from creditgate.adapters.sql import grants as grant_repo
 from creditgate.adapters.sql import snapshots as snap_repo
+from creditgate.adapters.sql.db import Session
 from creditgate.adapters.sql.subjects import ensure_subject
 from creditgate.amounts import fit_stored
 from creditgate.domain import Interval, floor_m, period_start
@@ -89,12 +90,15 @@ def _check_fields(inp: EntitlementInput) -> None:
             raise BadInput("issueAfterReset must be > 0")
 
 
-async def create_entitlement(rt: Runtime, subject_key: str, inp: EntitlementInput) -> Entitlement:
+async def create_entitlement(rt: Runtime, subject_key: str, inp: EntitlementInput, *,
+                             replacing: str | None = None) -> Entitlement:
     check_subject_key(subject_key)
     _check_fields(inp)
     meta = check_metadata(inp.metadata)
     now = rt.now()
     async with rt.db.transaction() as s:
+        if replacing is not None:
+            await _retire(s, subject_key, replacing, inp.feature_key, now)
         feature = await feature_repo.live_by_key(s, inp.feature_key)
         if feature is None:
             raise NotFound(f"feature {inp.feature_key!r} not found")
@@ -125,6 +129,21 @@ async def create_entitlement(rt: Runtime, subject_key: str, inp: EntitlementInpu
                 created_at=now, updated_at=now))
     await invalidation.invalidate_subjects(rt, [subject_key])
     return ent
+
+
+async def override_entitlement(rt: Runtime, subject_key: str, ref: str, inp: EntitlementInput) -> Entitlement:
+    """Replace the subject's entitlement `ref` (id or feature key, resolved at now) by a new one of the same
+    feature, in one transaction: the old one is deleted at now, the new one created at now (SEMANTICS §3)."""
+    return await create_entitlement(rt, subject_key, inp, replacing=ref)
+
+
+async def _retire(s: Session, subject_key: str, ref: str, feature_key: str, now: datetime) -> None:
+    found = resolve(await repo.by_refs(s, [subject_key], [ref]), subject_key, ref, now)
+    old = await repo.get_entitlement(s, found.id, lock=True) if found is not None else None
+    if old is None or not old.visible_at(now) or not await repo.soft_delete(s, old.id, now):
+        raise NotFound(f"no entitlement {ref!r} for subject {subject_key!r} to override")
+    if old.feature_key != feature_key:
+        raise BadInput(f"an override keeps the feature: entitlement {ref!r} is for feature {old.feature_key!r}")
 
 
 async def delete_entitlement(rt: Runtime, subject_key: str, ent_id: str) -> None:

@@ -100,6 +100,15 @@ async def list_entitlements(c: Call) -> list[EntitlementOut]:
     return await entitlements_out(c.rt, found)
 
 
+@api.route("GET", "/entitlements/{entitlementId}", op_id="getEntitlementById", tag=TAG,
+           summary="Get an entitlement of any subject by id", response=EntitlementOut)
+async def get_entitlement_by_id(c: Call) -> EntitlementOut:
+    found = await svc.get_entitlement(c.rt, c.path["entitlementId"])
+    if found is None:
+        raise NotFound(f"entitlement {c.path['entitlementId']!r} not found")
+    return (await entitlements_out(c.rt, [found]))[0]
+
+
 @api.route("GET", ENT, op_id="listSubjectEntitlements", tag=TAG, summary="List the entitlements of a subject",
            query=SubjectEntitlementsQuery, response=list[EntitlementOut], access="subject")
 async def list_subject_entitlements(c: Call) -> list[EntitlementOut]:
@@ -111,8 +120,21 @@ async def list_subject_entitlements(c: Call) -> list[EntitlementOut]:
 @api.route("POST", ENT, op_id="createEntitlement", tag=TAG, summary="Create an entitlement for a subject",
            status=201, body=EntitlementIn, response=EntitlementOut)
 async def create_entitlement(c: Call) -> EntitlementOut:
-    b: EntitlementIn = c.body
     key = await c.subject_key()
+    return (await entitlements_out(c.rt, [await svc.create_entitlement(c.rt, key, await entitlement_input(c))]))[0]
+
+
+@api.route("PUT", ENT + "/{entitlementIdOrFeatureKey}/override", op_id="overrideEntitlement", tag=TAG,
+           summary="Replace an entitlement (by id or feature key) by a new one of the same feature, atomically",
+           status=201, body=EntitlementIn, response=EntitlementOut)
+async def override_entitlement(c: Call) -> EntitlementOut:
+    key = await c.subject_key()
+    ent = await svc.override_entitlement(c.rt, key, c.path["entitlementIdOrFeatureKey"], await entitlement_input(c))
+    return (await entitlements_out(c.rt, [ent]))[0]
+
+
+async def entitlement_input(c: Call) -> svc.EntitlementInput:
+    b: EntitlementIn = c.body
     feature_key = b.feature_key
     if b.feature_id is not None:
         feature = await feature_svc.get_feature(c.rt, b.feature_id)
@@ -122,13 +144,12 @@ async def create_entitlement(c: Call) -> EntitlementOut:
     if feature_key is None:
         raise BadInput("featureId or featureKey is required")
     up = b.usage_period
-    inp = svc.EntitlementInput(
+    return svc.EntitlementInput(
         type=b.type.upper(), feature_key=feature_key, metadata=b.metadata,
         usage_period_interval=up.interval if up else None, usage_period_anchor=up.anchor if up else None,
         has_usage_period=up is not None, is_soft_limit=b.is_soft_limit, measure_usage_from=b.measure_usage_from,
         issue_after_reset=b.issue_after_reset, issue_after_reset_priority=b.issue_after_reset_priority,
         config=parse_config(b.config))
-    return (await entitlements_out(c.rt, [await svc.create_entitlement(c.rt, key, inp)]))[0]
 
 
 @api.route("GET", ENT + "/{entitlementId}", op_id="getEntitlement", tag=TAG, summary="Get an entitlement",
