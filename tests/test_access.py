@@ -1,4 +1,4 @@
-"""Access checks (SEMANTICS §8): reasons, input order, batching without N+1, Subject.access."""
+"""Access checks (docs/semantics.md §8): reasons, input order, batching without N+1, Subject.access."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The value cache (SEMANTICS §8): the same behaviour tests on the in-process cache and on Redis,
+"""The value cache (docs/semantics.md §8): the same behaviour tests on the in-process cache and on Redis,
 then Redis failure handling against a private redis-server that the tests stop and resume."""
 
 from __future__ import annotations

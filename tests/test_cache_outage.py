@@ -1,4 +1,4 @@
-"""Answers stay right and requests never fail when Redis is unreachable (SEMANTICS §8).
+"""Answers stay right and requests never fail when Redis is unreachable (docs/semantics.md §8).
 
 A cache on a closed port, and a private Redis paused in the middle of a run: reads come from the
 database, writes still succeed, and no value cached before an unacknowledged invalidation is

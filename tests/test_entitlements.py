@@ -1,4 +1,4 @@
-"""Entitlements over GraphQL (SEMANTICS §3, §4): types, field checks, uniqueness, deletion, resets."""
+"""Entitlements over GraphQL (docs/semantics.md §3, §4): types, field checks, uniqueness, deletion, resets."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Subjects and features over GraphQL (SEMANTICS §2)."""
+"""Subjects and features over GraphQL (docs/semantics.md §2)."""
 
 from __future__ import annotations
 

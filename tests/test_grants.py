@@ -1,4 +1,4 @@
-"""Grants over GraphQL (SEMANTICS §5, §6): fields, priorities, expiry, recurrence, rollover, voids."""
+"""Grants over GraphQL (docs/semantics.md §5, §6): fields, priorities, expiry, recurrence, rollover, voids."""
 
 from __future__ import annotations
 

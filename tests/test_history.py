@@ -1,4 +1,4 @@
-"""History (SEMANTICS §7): burn-down segments and windows in a time zone; argument checks."""
+"""History (docs/semantics.md §7): burn-down segments and windows in a time zone; argument checks."""
 
 from __future__ import annotations
 

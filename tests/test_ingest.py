@@ -1,4 +1,4 @@
-"""Event ingest over GraphQL (SEMANTICS §1): structure, dedupe, value errors, aggregates, listing."""
+"""Event ingest over GraphQL (docs/semantics.md §1): structure, dedupe, value errors, aggregates, listing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Meter queries over GraphQL (SEMANTICS §1): windows, time zones, grouping, filters, exact values."""
+"""Meter queries over GraphQL (docs/semantics.md §1): windows, time zones, grouping, filters, exact values."""
 
 from __future__ import annotations
 

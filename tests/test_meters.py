@@ -1,4 +1,4 @@
-"""Meters over GraphQL (SEMANTICS §1): create, list, read, delete and their rules."""
+"""Meters over GraphQL (docs/semantics.md §1): create, list, read, delete and their rules."""
 
 from __future__ import annotations
 

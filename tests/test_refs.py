@@ -1,4 +1,4 @@
-"""GraphQL: entitlements by id or feature key and features by id or key (SEMANTICS §2, §3), as in REST."""
+"""GraphQL: entitlements by id or feature key and features by id or key (docs/semantics.md §2, §3), as in REST."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""End-to-end scenarios over GraphQL (SEMANTICS §3-§6, §8): each with hand-worked numbers."""
+"""End-to-end scenarios over GraphQL (docs/semantics.md §3-§6, §8): each with hand-worked numbers."""
 
 from __future__ import annotations
 
@@ -198,7 +198,7 @@ async def test_void_mid_period(gql: GQL, clock: Clock) -> None:
         g["id"]: "2024-01-15T12:30:00Z", h["id"]: None}
     assert listed["entitlement"]["live"] == [{"id": h["id"]}]
     assert [x["id"] for x in listed["entitlements"]] == [ent["id"]]
-    # voided grants stay listed (SEMANTICS §5); includeDeleted is about deleted entitlements
+    # voided grants stay listed (docs/semantics.md §5); includeDeleted is about deleted entitlements
     assert [x["id"] for x in listed["grants"]] == [g["id"], h["id"]]
     assert {x["id"] for x in listed["withVoided"]} == {g["id"], h["id"]}
 

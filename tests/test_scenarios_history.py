@@ -1,4 +1,4 @@
-"""History scenario (SEMANTICS §7): burn-down across a reset, a grant start and a recurrence;
+"""History scenario (docs/semantics.md §7): burn-down across a reset, a grant start and a recurrence;
 day windows in Europe/Berlin across the 2024-10-27 DST change; history from the middle of a period."""
 
 from __future__ import annotations

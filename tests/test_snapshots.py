@@ -1,4 +1,4 @@
-"""Snapshots never change an answer (SEMANTICS §6.4): the same reads with snapshots off and on."""
+"""Snapshots never change an answer (docs/semantics.md §6.4): the same reads with snapshots off and on."""
 
 from __future__ import annotations
 

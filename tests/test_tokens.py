@@ -1,4 +1,4 @@
-"""Subject tokens: what a token may and may not do (SEMANTICS §8, contract SubjectToken)."""
+"""Subject tokens: what a token may and may not do (docs/semantics.md §8, contract SubjectToken)."""
 
 from __future__ import annotations
 

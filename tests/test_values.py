@@ -1,4 +1,4 @@
-"""Values and caching (SEMANTICS §6.3, §8): read-your-writes, self-expiry, past instants, late events."""
+"""Values and caching (docs/semantics.md §6.3, §8): read-your-writes, self-expiry, past instants, late events."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The amounts both databases can hold: at most 26 integer digits and 12 decimal places.
 
 A storage bound that input rules also enforce (services refuse what storage could not keep),
-so it lives below both (docs/semantics.md, amounts)."""
+so it lives below both (docs/semantics.md §0.3)."""
 
 from __future__ import annotations
 

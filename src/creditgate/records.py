@@ -35,7 +35,7 @@ class Aggregation(StrEnum):
 
 
 class AccessReason(StrEnum):
-    """Why an access check answered as it did (docs/semantics.md, access checks)."""
+    """Why an access check answered as it did (docs/semantics.md §8.1)."""
 
     GRANTED = "GRANTED"
     SOFT_LIMIT = "SOFT_LIMIT"

@@ -1,4 +1,4 @@
-"""A deliberately naive reference for the balance engine, written from SEMANTICS.md
+"""A deliberately naive reference for the balance engine, written from docs/semantics.md
 alone: it walks time minute by minute and applies the start-of-phase steps at every
 minute (a minute where nothing changes is a no-op), so it needs no notion of phases.
 

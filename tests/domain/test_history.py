@@ -1,4 +1,4 @@
-"""Burn-down segments and windowed history (SEMANTICS 7)."""
+"""Burn-down segments and windowed history (docs/semantics.md §7)."""
 
 from __future__ import annotations
 

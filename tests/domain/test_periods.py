@@ -1,4 +1,4 @@
-"""Usage periods, automatic and manual resets (SEMANTICS 4)."""
+"""Usage periods, automatic and manual resets (docs/semantics.md §4)."""
 
 from __future__ import annotations
 

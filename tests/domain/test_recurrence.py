@@ -1,4 +1,4 @@
-"""Calendar arithmetic and recurrence instants (SEMANTICS 4)."""
+"""Calendar arithmetic and recurrence instants (docs/semantics.md §4)."""
 
 from __future__ import annotations
 

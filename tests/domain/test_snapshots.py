@@ -1,4 +1,4 @@
-"""state_at snapshots and next_change (SEMANTICS 6.4, 8)."""
+"""state_at snapshots and next_change (docs/semantics.md §6.4, §8)."""
 
 from __future__ import annotations
 

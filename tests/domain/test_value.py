@@ -1,4 +1,4 @@
-"""value_at, rule by rule, with hand-worked numbers (SEMANTICS 6)."""
+"""value_at, rule by rule, with hand-worked numbers (docs/semantics.md §6)."""
 
 from __future__ import annotations
 

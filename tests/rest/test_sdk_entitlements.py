@@ -74,7 +74,7 @@ def test_metered_entitlement_value_history_reset(om: Client, live: Server) -> No
     assert om.void_grant(grant["id"]) is None
     with pytest.raises(HttpResponseError) as err:
         om.void_grant(grant["id"])
-    assert err.value.status_code == 400  # voiding twice (SEMANTICS §5)
+    assert err.value.status_code == 400  # voiding twice (docs/semantics.md §5)
     with pytest.raises(ResourceNotFoundError):
         om.void_grant("01HZZZZZZZZZZZZZZZZZZZZZZZ")
     voided = om.list_grants(include_deleted=True)

@@ -1,4 +1,4 @@
-"""Entitlements by id or feature key, features by id or key (SEMANTICS §2, §3), through the OpenMeter SDK."""
+"""Entitlements by id or feature key, features by id or key (docs/semantics.md §2, §3), through the OpenMeter SDK."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The balance engine: value and state of a metered entitlement (SEMANTICS.md 6).
+"""The balance engine: value and state of a metered entitlement (docs/semantics.md §6).
 
 Pure: plain data in, plain data out; time is an argument and usage arrives through
 the `UsageFn` it is given, called at most once per operation. Instants of grants and
@@ -28,7 +28,7 @@ def _run(book: Book, target: datetime, limit: datetime, usage: UsageFn, start: S
 
 
 def value_at(ent: Metered, grants: Iterable[Grant], usage: UsageFn, t: datetime, start: State | None = None) -> Value:
-    """The entitlement value at t (SEMANTICS 6.3).
+    """The entitlement value at t (docs/semantics.md §6.3).
 
     Replays the phases from the period start of t to t' = ceil_m(t), then applies steps
     2-5 at t' (a reset at t' > t belongs to the next period). Before measure_usage_from:

@@ -1,4 +1,4 @@
-"""Burn-down and windowed history (SEMANTICS.md section 7)."""
+"""Burn-down and windowed history (docs/semantics.md §7)."""
 
 from __future__ import annotations
 

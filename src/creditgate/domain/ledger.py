@@ -1,4 +1,4 @@
-"""The replay machinery shared by the engine and the history (SEMANTICS.md section 6).
+"""The replay machinery shared by the engine and the history (docs/semantics.md §6).
 
 A `Book` holds the grants in burn order and the reset schedule. A `Ledger` holds
 per-grant balances (a list in burn order) and the carried overage, and applies the

@@ -1,4 +1,4 @@
-"""Plain data the balance engine reads and returns (SEMANTICS.md sections 4-7).
+"""Plain data the balance engine reads and returns (docs/semantics.md §4-§7).
 
 All datetimes are aware UTC. Amounts are Decimal; adapters convert at the edges.
 """
@@ -93,7 +93,7 @@ class Value:
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """One burn-down segment (SEMANTICS 6.2, 7)."""
+    """One burn-down segment (docs/semantics.md §6.2, §7)."""
 
     start: datetime
     end: datetime

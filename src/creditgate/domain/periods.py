@@ -1,4 +1,4 @@
-"""Usage periods and resets (SEMANTICS.md section 4).
+"""Usage periods and resets (docs/semantics.md §4).
 
 Resets are automatic (every usage-period instant after measure_usage_from) or manual.
 A manual reset with retain_anchor=False re-anchors the later automatic resets at its

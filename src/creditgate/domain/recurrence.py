@@ -1,4 +1,4 @@
-"""Calendar arithmetic in UTC and recurrence instants (SEMANTICS.md section 4).
+"""Calendar arithmetic in UTC and recurrence instants (docs/semantics.md §4).
 
 Every instant `anchor + n*interval` is computed from the anchor, never by stepping,
 with month-end clamping (Jan 31 + 1 month = Feb 28/29).

@@ -1,4 +1,4 @@
-"""The value cache as services use it (docs/semantics.md, caching): bytes per (group, key), guarded puts,
+"""The value cache as services use it (docs/semantics.md §8): bytes per (group, key), guarded puts,
 group invalidation. adapters/cache implements it (Redis, in-process); services never import those."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Entitlements: create, delete, reset, read (SEMANTICS §3, §4)."""
+"""Entitlements: create, delete, reset, read (docs/semantics.md §3, §4)."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ async def create_entitlement(rt: Runtime, subject_key: str, inp: EntitlementInpu
 
 async def override_entitlement(rt: Runtime, subject_key: str, ref: str, inp: EntitlementInput) -> Entitlement:
     """Replace the subject's entitlement `ref` (id or feature key, resolved at now) by a new one of the same
-    feature, in one transaction: the old one is deleted at now, the new one created at now (SEMANTICS §3)."""
+    feature, in one transaction: the old one is deleted at now, the new one created at now (docs/semantics.md §3)."""
     return await create_entitlement(rt, subject_key, inp, replacing=ref)
 
 
@@ -159,7 +159,7 @@ async def delete_entitlement(rt: Runtime, subject_key: str, ent_id: str) -> None
 
 async def reset_entitlement(rt: Runtime, subject_key: str, ref: str, effective_at: datetime | None,
                             retain_anchor: bool) -> Entitlement:
-    """Reset the entitlement `ref` (id or feature key, resolved at now: SEMANTICS §3)."""
+    """Reset the entitlement `ref` (id or feature key, resolved at now: docs/semantics.md §3)."""
     now = rt.now()
     at = floor_m(effective_at or now)
     async with rt.db.transaction() as s:
@@ -205,7 +205,7 @@ async def entitlements_of_subjects(rt: Runtime, subjects: Sequence[str],
 
 
 def resolve(candidates: Sequence[Entitlement], subject_key: str, ref: str, t: datetime) -> Entitlement | None:
-    """The entitlement `ref` (id or feature key) of a subject, visible at t (SEMANTICS §3)."""
+    """The entitlement `ref` (id or feature key) of a subject, visible at t (docs/semantics.md §3)."""
     visible = [e for e in candidates if e.subject_key == subject_key and e.visible_at(t)]
     for e in visible:
         if e.id == ref:

@@ -1,4 +1,4 @@
-"""Event ingest (CloudEvents, deduplicated by (source, id)) and the event listing (SEMANTICS §1)."""
+"""Event ingest (CloudEvents, deduplicated by (source, id)) and the event listing (docs/semantics.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Features: what a plan sells, optionally tied to a SUM/COUNT meter (SEMANTICS §2)."""
+"""Features: what a plan sells, optionally tied to a SUM/COUNT meter (docs/semantics.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Grants: create, void, list (SEMANTICS §5)."""
+"""Grants: create, void, list (docs/semantics.md §5)."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ async def get_grant(rt: Runtime, grant_id: str) -> Grant | None:
 async def list_grants(rt: Runtime, subject_key: str | None = None, entitlement_ref: str | None = None,
                       include_deleted: bool = False, limit: int = 1000, offset: int = 0) -> list[Grant]:
     """Grants, filtered by subject and entitlement. With a subject, `entitlement_ref` is an entitlement id
-    (deleted ones too) or a feature key, resolved at now (SEMANTICS §3); one naming nothing lists nothing."""
+    (deleted ones too) or a feature key, resolved at now (docs/semantics.md §3); one naming nothing lists nothing."""
     check_page(limit, offset)
     async with rt.db.read() as s:
         ent_id = entitlement_ref

@@ -1,4 +1,4 @@
-"""Usage history of a metered entitlement: burn-down segments and windows (SEMANTICS §7)."""
+"""Usage history of a metered entitlement: burn-down segments and windows (docs/semantics.md §7)."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ async def invalidate_subjects(rt: Runtime, subjects: Iterable[str]) -> None:
 
 
 async def usage_changed_in_tx(session: Session, touches: Sequence[UsageTouch]) -> None:
-    """Inside the ingest transaction: drop snapshots the new events make stale (SEMANTICS 6.4)."""
+    """Inside the ingest transaction: drop snapshots the new events make stale (docs/semantics.md §6.4)."""
     if not touches:
         return
     first: dict[tuple[str, str], datetime] = {}

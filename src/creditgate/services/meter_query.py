@@ -1,4 +1,4 @@
-"""Meter queries: the per-minute aggregates summed into windows aligned in a time zone (SEMANTICS §1)."""
+"""Meter queries: the per-minute aggregates summed into windows aligned in a time zone (docs/semantics.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Meters: how events of one type turn into usage (SEMANTICS §1)."""
+"""Meters: how events of one type turn into usage (docs/semantics.md §1)."""
 
 from __future__ import annotations
 

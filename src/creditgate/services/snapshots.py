@@ -1,4 +1,4 @@
-"""Snapshots: engine state persisted at past instants so that reads replay less (SEMANTICS §6.4).
+"""Snapshots: engine state persisted at past instants so that reads replay less (docs/semantics.md §6.4).
 
 Where: period starts (automatic and manual resets, measureUsageFrom), grant phase
 starts, and whole hours - always at least two minutes in the past (never the future

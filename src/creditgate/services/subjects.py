@@ -1,4 +1,4 @@
-"""Subjects: the customer keys that events and entitlements name (SEMANTICS §2)."""
+"""Subjects: the customer keys that events and entitlements name (docs/semantics.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Subject (portal) tokens: mint, list, invalidate (SEMANTICS: read-only credentials for one subject).
+"""Subject (portal) tokens: mint, list, invalidate (read-only credentials for one subject: docs/semantics.md §12).
 
 A token is signed (services/auth.py) and also stored, so that it can be listed and
 invalidated. `authenticate` refuses invalidated tokens: the ids are kept in the

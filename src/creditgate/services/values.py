@@ -1,4 +1,4 @@
-"""Entitlement values and access checks, through the value cache (SEMANTICS §6.3, §8).
+"""Entitlement values and access checks, through the value cache (docs/semantics.md §6.3, §8).
 
 Cache layout (one group per subject, see services/invalidation.py):
 - ("s:<subject>", "a:<ref>")        the access answer for an id or feature key, now

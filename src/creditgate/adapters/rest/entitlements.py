@@ -185,7 +185,7 @@ async def get_entitlement_value(c: Call) -> EntitlementValueOut:
            response=HistoryOut, access="subject")
 async def get_entitlement_history(c: Call) -> HistoryOut:
     q: HistoryQuery = c.query
-    # by id or feature key, like /value (SEMANTICS §3)
+    # by id or feature key, like /value (docs/semantics.md §3)
     ent = await svc.resolve_one(c.rt, await c.subject_key(), c.path["entitlementId"], c.rt.now())
     h = await history_svc.history(c.rt, ent, q.window_size, q.from_, q.to, q.window_time_zone)
     return HistoryOut(

@@ -85,7 +85,7 @@ async def list_grants(session: AsyncSession, subject_key: str | None, entitlemen
                       include_deleted: bool, limit: int, offset: int) -> list[Grant]:
     """Grants, newest last; `include_deleted` also lists grants of deleted entitlements.
 
-    Voided grants stay listed (SEMANTICS §5): voiding is not deleting."""
+    Voided grants stay listed (docs/semantics.md §5): voiding is not deleting."""
     stmt = select(GrantRow).join(EntitlementRow, col(EntitlementRow.id) == col(GrantRow.entitlement_id))
     if subject_key is not None:
         stmt = stmt.where(col(EntitlementRow.subject_key) == subject_key)

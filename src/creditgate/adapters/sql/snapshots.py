@@ -1,4 +1,4 @@
-"""Snapshot storage: engine state at an instant, an optimisation only (SEMANTICS §6.4)."""
+"""Snapshot storage: engine state at an instant, an optimisation only (docs/semantics.md §6.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Metered usage for the balance engine, from the per-minute aggregates (SEMANTICS §1, §6).
+"""Metered usage for the balance engine, from the per-minute aggregates (docs/semantics.md §1, §6).
 
 `load_usage` answers many requests in ONE statement: each request is one entitlement's
 sorted boundaries b0 < ... < bn; every minute bucket m in [b0, +inf) of its meter,
