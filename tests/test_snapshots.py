@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from creditgate.adapters.sql import snapshots as snap_repo
+from creditgate.services import snapshots
 from creditgate.services.runtime import Runtime
 from tests.conftest import GQL, Clock
 from tests.ent_helpers import events, feature, grant, meter, metered, value
@@ -35,12 +38,19 @@ async def answers(gql: GQL, rt: Runtime, ent_id: str, snapshots: bool) -> list[A
     finally:
         rt.cache = cache
         rt.settings.snapshots = True
+        rt.settings.snapshots = True
 
 
 async def same(gql: GQL, rt: Runtime, ent_id: str) -> None:
+    """The answers with snapshots off, on (storing them) and on again (reading them) agree; the "on" pass
+    really stored snapshots and no snapshot write failed (failures are only logged and counted)."""
+    stored, failed = snapshots.counts.stored, snapshots.counts.failed
     off = await answers(gql, rt, ent_id, False)
+    assert snapshots.counts.stored == stored  # off means off
     on = await answers(gql, rt, ent_id, True)
+    assert snapshots.counts.stored > stored, "the snapshots-on pass stored none: the comparison proves nothing"
     on_again = await answers(gql, rt, ent_id, True)  # now starting from the stored snapshots
+    assert snapshots.counts.failed == failed
     assert on == off
     assert on_again == off
 
@@ -76,3 +86,37 @@ async def test_snapshots_do_not_change_answers(gql: GQL, rt: Runtime, clock: Clo
     await same(gql, rt, ent_id)
     await events(gql, "c", ("2024-01-18T05:00:00Z", 1), ("2024-01-18T07:00:00Z", 1))
     await same(gql, rt, ent_id)
+
+
+async def test_a_failed_snapshot_write_is_counted_and_logged_but_never_fails_a_read(
+        gql: GQL, rt: Runtime, clock: Clock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    await meter(gql)
+    await feature(gql, "ai")
+    await metered(gql, "c", "ai", interval="DAY", anchor="2024-01-15T00:00:00Z",
+                  measureUsageFrom="2024-01-15T00:00:00Z")
+    await grant(gql, "c", "ai", 20, "2024-01-15T00:00:00Z", duration="MONTH")
+    await events(gql, "c", ("2024-01-15T12:10:00Z", 4))
+    clock.set("2024-01-17T06:00:00+00:00")
+    cache, rt.cache = rt.cache, None
+    try:
+        async def broken(*_: Any) -> None:
+            raise RuntimeError("disk full")
+
+        rt.settings.snapshots = False
+        expected = await value(gql, "c", "ai")
+        rt.settings.snapshots = True
+        monkeypatch.setattr(snap_repo, "save", broken)
+        stored, failed = snapshots.counts.stored, snapshots.counts.failed
+        with caplog.at_level(logging.WARNING, logger="creditgate.snapshots"):
+            got = await value(gql, "c", "ai")
+        assert got == expected and got["hasAccess"] is False  # the period reset on the 16th: 20 did not roll over
+        assert (snapshots.counts.stored, snapshots.counts.failed) == (stored, failed + 1)
+        assert "snapshot not stored" in caplog.text and "disk full" in caplog.text
+        assert await snapshot_count(rt) == 0
+        monkeypatch.undo()
+        assert await value(gql, "c", "ai") == expected
+        assert snapshots.counts.stored > stored and snapshots.counts.failed == failed + 1
+        assert await snapshot_count(rt) > 0
+    finally:
+        rt.cache = cache
+        rt.settings.snapshots = True
