@@ -242,7 +242,8 @@ async def test_ingest_matches(rt: Runtime, http: httpx.AsyncClient, monkeypatch:
         ingest([ev(15), "x"], False),
         ingest(None, False),
         ingest(ev(16, data={"tokens": 3}), False),  # one object: GraphQL reads a list of one
-        ingest([ev(f"m{i}") for i in range(1001)], False),
+        ingest([ev(f"m{i}") for i in range(1001)], True),  # events: the ingest service's bound, not MAX_LIST
+        ingest([ev(f"n{i}") for i in range(10_001)], False),  # over it: refused (BAD_USER_INPUT) by the full path
         ({"query": INGEST}, False, None),
         ({"query": INGEST, "variables": {"e": [ev(17)], "other": 1}}, False, None),
         ({"query": INGEST, "variables": {"e": [ev(18)]}, "operationName": "X"}, False, None),

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, text
 from sqlmodel import select
@@ -88,13 +89,20 @@ async def test_service_names_the_index_of_a_bad_time(rt: Runtime) -> None:
     assert await events_stored(rt) == 0
 
 
-async def test_batch_size_limit(gql: GQL, rt: Runtime) -> None:
-    await gql.error(INGEST, "BAD_USER_INPUT", e=[ev(i) for i in range(1001)])
-    with pytest.raises(BadInput, match="at most 1000"):
+async def test_batch_size_limit(gql: GQL, http: httpx.AsyncClient, rt: Runtime) -> None:
+    """At most 10,000 events per ingest call: a service rule, so both APIs answer alike."""
+    with pytest.raises(BadInput, match="at most 10000 events"):
         await event_svc.ingest_events(rt, [EventInput(id=str(i), source="s", type="t", subject="x")
-                                           for i in range(1001)])
-    got = await gql.ok(INGEST, e=[ev(i) for i in range(1000)])
-    assert got["ingestEvents"] == {"accepted": 1000, "duplicates": 0}
+                                           for i in range(10_001)])
+    err = await gql.error(INGEST, "BAD_USER_INPUT", e=[ev(i) for i in range(10_001)])
+    assert "10000" in err["message"]
+    resp = await http.post("/api/v1/events", json=[ev(i) for i in range(10_001)])
+    assert resp.status_code == 400 and "at most 10000 events" in resp.json()["detail"]
+    assert await events_stored(rt) == 0
+    got = await gql.ok(INGEST, e=[ev(i) for i in range(10_000)])  # more than a GraphQL list argument's 1000
+    assert got["ingestEvents"] == {"accepted": 10_000, "duplicates": 0}
+    resp = await http.post("/api/v1/events", json=[ev(i, source="rest") for i in range(10_000)])
+    assert resp.status_code == 204 and await events_stored(rt) == 20_000
 
 
 async def test_dedupe_within_and_across_batches(gql: GQL, rt: Runtime) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from creditgate.adapters.sql import entitlements as repo
@@ -14,11 +14,10 @@ from creditgate.adapters.sql import grants as grant_repo
 from creditgate.adapters.sql import snapshots as snap_repo
 from creditgate.adapters.sql.db import Session
 from creditgate.adapters.sql.subjects import ensure_subject
-from creditgate.amounts import fit_stored
-from creditgate.domain import Interval, floor_m, period_start
+from creditgate.domain import Interval, current_usage_period, floor_m, period_start
 from creditgate.domain.errors import BadInput, NotFound
 from creditgate.records import Entitlement, EntitlementType, Grant, Reset, new_id
-from creditgate.services import invalidation
+from creditgate.services import invalidation, validation
 from creditgate.services.balances import expires_at, to_metered
 from creditgate.services.features import check_page
 from creditgate.services.runtime import Runtime
@@ -43,22 +42,11 @@ class EntitlementInput:
     config: Any = None
 
 
-def to_amount(value: float | Decimal | int, what: str) -> Decimal:
-    try:
-        out = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    except (InvalidOperation, ValueError):
-        raise BadInput(f"{what} must be a number") from None
-    if not out.is_finite():
-        raise BadInput(f"{what} must be a finite number")
-    try:
-        return fit_stored(out)
-    except ValueError:
-        raise BadInput(f"{what} is out of range (at most 26 integer digits)") from None
+to_amount = validation.amount
 
 
 def check_priority(priority: int, what: str = "priority") -> None:
-    if not 0 <= priority <= 255:
-        raise BadInput(f"{what} must be between 0 and 255")
+    validation.priority(priority, what)
 
 
 def _check_fields(inp: EntitlementInput) -> None:
@@ -75,6 +63,7 @@ def _check_fields(inp: EntitlementInput) -> None:
     if inp.type == EntitlementType.STATIC:
         if not isinstance(inp.config, dict):
             raise BadInput("a STATIC entitlement needs `config`, a JSON object")
+        validation.json_value(inp.config, "config")
     elif inp.config is not None:
         raise BadInput("`config` only applies to STATIC entitlements")
     if inp.type == EntitlementType.METERED:
@@ -93,6 +82,7 @@ def _check_fields(inp: EntitlementInput) -> None:
 async def create_entitlement(rt: Runtime, subject_key: str, inp: EntitlementInput, *,
                              replacing: str | None = None) -> Entitlement:
     check_subject_key(subject_key)
+    validation.lookup(inp.feature_key, "featureKey")
     _check_fields(inp)
     meta = check_metadata(inp.metadata)
     now = rt.now()
@@ -134,6 +124,7 @@ async def create_entitlement(rt: Runtime, subject_key: str, inp: EntitlementInpu
 async def override_entitlement(rt: Runtime, subject_key: str, ref: str, inp: EntitlementInput) -> Entitlement:
     """Replace the subject's entitlement `ref` (id or feature key, resolved at now) by a new one of the same
     feature, in one transaction: the old one is deleted at now, the new one created at now (docs/semantics.md §3)."""
+    _check_ref(subject_key, ref)
     return await create_entitlement(rt, subject_key, inp, replacing=ref)
 
 
@@ -146,7 +137,13 @@ async def _retire(s: Session, subject_key: str, ref: str, feature_key: str, now:
         raise BadInput(f"an override keeps the feature: entitlement {ref!r} is for feature {old.feature_key!r}")
 
 
+def _check_ref(subject_key: str, ref: str) -> None:
+    validation.lookup(subject_key, "subject key")
+    validation.lookup(ref, "entitlement id or feature key")
+
+
 async def delete_entitlement(rt: Runtime, subject_key: str, ent_id: str) -> None:
+    _check_ref(subject_key, ent_id)
     now = rt.now()
     async with rt.db.transaction() as s:
         ent = await repo.get_entitlement(s, ent_id, lock=True)
@@ -160,6 +157,7 @@ async def delete_entitlement(rt: Runtime, subject_key: str, ent_id: str) -> None
 async def reset_entitlement(rt: Runtime, subject_key: str, ref: str, effective_at: datetime | None,
                             retain_anchor: bool) -> Entitlement:
     """Reset the entitlement `ref` (id or feature key, resolved at now: docs/semantics.md §3)."""
+    _check_ref(subject_key, ref)
     now = rt.now()
     at = floor_m(effective_at or now)
     async with rt.db.transaction() as s:
@@ -183,6 +181,7 @@ async def reset_entitlement(rt: Runtime, subject_key: str, ref: str, effective_a
 
 
 async def get_entitlement(rt: Runtime, ent_id: str) -> Entitlement | None:
+    validation.lookup(ent_id, "entitlement id")
     async with rt.db.read() as s:
         return await repo.get_entitlement(s, ent_id)
 
@@ -190,12 +189,16 @@ async def get_entitlement(rt: Runtime, ent_id: str) -> Entitlement | None:
 async def list_entitlements(rt: Runtime, subject_key: str | None = None, feature_key: str | None = None,
                             include_deleted: bool = False, limit: int = 1000, offset: int = 0) -> list[Entitlement]:
     check_page(limit, offset)
+    for value, what in ((subject_key, "subjectKey"), (feature_key, "featureKey")):
+        if value is not None:
+            validation.lookup(value, what)
     async with rt.db.read() as s:
         return await repo.list_entitlements(s, subject_key, feature_key, include_deleted, rt.now(), limit, offset)
 
 
 async def entitlements_of_subjects(rt: Runtime, subjects: Sequence[str],
                                    include_deleted: bool) -> dict[str, list[Entitlement]]:
+    validation.lookups(subjects, "subject key")
     async with rt.db.read() as s:
         rows = await repo.list_entitlements(s, None, None, include_deleted, rt.now(), None, 0, subjects=subjects)
     out: dict[str, list[Entitlement]] = {k: [] for k in subjects}
@@ -220,12 +223,53 @@ def resolve(candidates: Sequence[Entitlement], subject_key: str, ref: str, t: da
 
 
 async def resolve_one(rt: Runtime, subject_key: str, ref: str, t: datetime) -> Entitlement:
+    _check_ref(subject_key, ref)
     async with rt.db.read() as s:
         candidates = await repo.by_refs(s, [subject_key], [ref])
     ent = resolve(candidates, subject_key, ref, t)
     if ent is None:
         raise NotFound(f"no entitlement {ref!r} for subject {subject_key!r}")
     return ent
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePeriods:
+    """The period fields of a METERED entitlement at an instant (docs/semantics.md §3.6)."""
+
+    interval: str
+    anchor: datetime  # the anchor after the resets that did not retain it
+    current_from: datetime  # the current usage period [current_from, current_to)
+    current_to: datetime
+
+    @property
+    def last_reset(self) -> datetime:
+        """The start of the current period: the last reset, manual or periodic."""
+        return self.current_from
+
+
+def usage_periods(ent: Entitlement, resets: Sequence[Reset], now: datetime) -> UsagePeriods | None:
+    """The period fields of a METERED entitlement at now; None for other types."""
+    if ent.type != EntitlementType.METERED:
+        return None
+    anchor = current_anchor(ent, resets)
+    assert anchor is not None and ent.usage_period_interval is not None
+    start, end = current_usage_period(to_metered(ent, resets), now)
+    return UsagePeriods(interval=ent.usage_period_interval, anchor=anchor, current_from=start, current_to=end)
+
+
+async def usage_periods_of(rt: Runtime, ents: Sequence[Entitlement]) -> dict[str, UsagePeriods]:
+    """The period fields of the METERED entitlements among `ents` at now, by entitlement id."""
+    metered = [e for e in ents if e.type == EntitlementType.METERED]
+    if not metered:
+        return {}
+    resets = await resets_of(rt, [e.id for e in metered])
+    now = rt.now()
+    out: dict[str, UsagePeriods] = {}
+    for e in metered:
+        periods = usage_periods(e, resets.get(e.id, []), now)
+        assert periods is not None
+        out[e.id] = periods
+    return out
 
 
 def current_anchor(ent: Entitlement, resets: Sequence[Reset]) -> datetime | None:
@@ -241,6 +285,7 @@ INTERVALS = {i.value for i in Interval}
 
 
 async def resets_of(rt: Runtime, ent_ids: Sequence[str]) -> dict[str, list[Reset]]:
-    """The manual resets of entitlements, by entitlement id (REST renders usage periods from them)."""
+    """The manual resets of entitlements, by entitlement id."""
+    validation.lookups(ent_ids, "entitlement id")
     async with rt.db.read() as s:
         return await repo.resets_of(s, list(ent_ids))

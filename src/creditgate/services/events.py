@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -18,12 +18,13 @@ from creditgate.amounts import LIMIT, SCALE, fit_stored
 from creditgate.domain import floor_m
 from creditgate.domain.errors import BadInput
 from creditgate.records import Aggregation, Event, EventInput, IngestResult, Meter
-from creditgate.services import invalidation
+from creditgate.services import invalidation, validation
 from creditgate.services.invalidation import UsageTouch
 from creditgate.services.jsonpath import Path, as_text, compile_path, is_missing, lookup
 from creditgate.services.runtime import Runtime
+from creditgate.timefmt import parse_rfc3339
 
-MAX_BATCH = 1000
+MAX_BATCH = 10_000  # events per ingest call, whichever API
 MAX_LIST = 1000
 _COUNT, _UNIQUE_COUNT = Aggregation.COUNT, Aggregation.UNIQUE_COUNT  # compared per event: globals, not enum lookups
 
@@ -54,41 +55,12 @@ def _reader(meter: Meter) -> _MeterReader:
     return _MeterReader(meter, _getter(value) if value is not None else None, groups)
 
 
-def parse_time(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("time needs a time zone offset")
-        return value.astimezone(UTC)
-    if not isinstance(value, str):
-        raise ValueError("time must be an RFC 3339 string")
-    parsed = datetime.fromisoformat(value.replace("z", "Z"))
-    if parsed.tzinfo is None:
-        raise ValueError("time needs a time zone offset")
-    return parsed.astimezone(UTC)
-
-
 def _required(index: int, name: str, value: Any) -> str:
     if not isinstance(value, str) or not value or value.isspace():
         raise BadInput(f"event {index}: {name} is required (a non-empty string)")
+    if len(value) > validation.MAX_TEXT:
+        raise BadInput(f"event {index}: {name} must be at most {validation.MAX_TEXT} characters")
     return value
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any("\x00" in k or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def check_event(index: int, e: EventInput, now: datetime) -> NewEvent:
@@ -100,8 +72,8 @@ def check_event(index: int, e: EventInput, now: datetime) -> NewEvent:
     if (e.specversion if e.specversion is not None else "1.0") != "1.0":
         raise BadInput(f"event {index}: specversion must be \"1.0\"")
     try:
-        time = parse_time(e.time) if e.time is not None else now
-    except (ValueError, OverflowError):  # OverflowError: in range locally, not in UTC
+        time = parse_rfc3339(e.time) if e.time is not None else now
+    except ValueError:
         raise BadInput(f"event {index}: time is not an RFC 3339 date-time: {e.time!r}") from None
     data = e.data if e.data is not None else {}
     if not isinstance(data, dict):
@@ -112,10 +84,12 @@ def check_event(index: int, e: EventInput, now: datetime) -> NewEvent:
     except TypeError:  # integers beyond 64 bits, or text that is not valid Unicode
         data_json = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         text += data_json
-    if "\x00" in text or ("\\u0000" in data_json and _has_nul(data)):
-        raise BadInput(f"event {index}: text must not contain NUL characters")
-    if not text.isascii() and not _encodable(text):
-        raise BadInput(f"event {index}: text must be valid Unicode (no lone surrogates)")
+    # the text rule (services/validation.py), cheaply: most events are ASCII with no NUL
+    problem = validation.unstorable(text) if "\x00" in text or not text.isascii() else None
+    if problem is None and "\\u0000" in data_json:
+        problem = validation.json_problem(data)
+    if problem is not None:
+        raise BadInput(f"event {index}: text {problem}")
     return NewEvent(event_id=event_id, source=source, type=type_, subject=subject, time=time, data=data,
                     ingested_at=now, validation_error=None, data_json=data_json)
 
@@ -287,8 +261,10 @@ async def list_events(rt: Runtime, *, limit: int = 100, from_: datetime | None =
                       ingested_from: datetime | None = None, ingested_to: datetime | None = None,
                       has_error: bool | None = None) -> list[Event]:
     """Stored events, newest (by event time) first."""
-    if not 1 <= limit <= MAX_LIST:
-        raise BadInput(f"limit must be between 1 and {MAX_LIST}")
+    validation.page(limit, 0, MAX_LIST)
+    for value, what in ((subject, "subject"), (event_id, "id")):
+        if value is not None:
+            validation.lookup(value, what)
     if from_ is not None and to is not None and to <= from_:
         raise BadInput("to must be after from")
     async with rt.db.read() as s:

@@ -13,7 +13,7 @@ from creditgate.adapters.sql import snapshots as snap_repo
 from creditgate.domain import Interval, Recurrence, floor_m, period_start, recurrence_at_or_after
 from creditgate.domain.errors import BadInput, NotFound
 from creditgate.records import EntitlementType, Grant, new_id
-from creditgate.services import invalidation
+from creditgate.services import invalidation, validation
 from creditgate.services.balances import expires_at, to_metered
 from creditgate.services.entitlements import PERIODS, check_priority, resolve, to_amount
 from creditgate.services.features import check_page
@@ -58,6 +58,8 @@ def _check(inp: GrantInput) -> tuple[Decimal, Decimal, Decimal]:
 
 
 async def create_grant(rt: Runtime, subject_key: str, ref: str, inp: GrantInput) -> Grant:
+    validation.lookup(subject_key, "subject key")
+    validation.lookup(ref, "entitlement id or feature key")
     amount, lo, hi = _check(inp)
     meta = check_metadata(inp.metadata)
     now = rt.now()
@@ -89,6 +91,7 @@ async def create_grant(rt: Runtime, subject_key: str, ref: str, inp: GrantInput)
 
 
 async def void_grant(rt: Runtime, grant_id: str) -> Grant:
+    validation.lookup(grant_id, "grant id")
     now = rt.now()
     at = floor_m(now)
     async with rt.db.transaction() as s:
@@ -107,6 +110,7 @@ async def void_grant(rt: Runtime, grant_id: str) -> Grant:
 
 
 async def get_grant(rt: Runtime, grant_id: str) -> Grant | None:
+    validation.lookup(grant_id, "grant id")
     async with rt.db.read() as s:
         return await repo.get_grant(s, grant_id)
 
@@ -116,6 +120,9 @@ async def list_grants(rt: Runtime, subject_key: str | None = None, entitlement_r
     """Grants, filtered by subject and entitlement. With a subject, `entitlement_ref` is an entitlement id
     (deleted ones too) or a feature key, resolved at now (docs/semantics.md §3); one naming nothing lists nothing."""
     check_page(limit, offset)
+    for value, what in ((subject_key, "subjectKey"), (entitlement_ref, "entitlement id or feature key")):
+        if value is not None:
+            validation.lookup(value, what)
     async with rt.db.read() as s:
         ent_id = entitlement_ref
         if subject_key is not None and entitlement_ref is not None:
@@ -129,6 +136,7 @@ async def list_grants(rt: Runtime, subject_key: str | None = None, entitlement_r
 
 
 async def grants_of(rt: Runtime, ent_ids: list[str]) -> dict[str, list[Grant]]:
+    validation.lookups(ent_ids, "entitlement id")
     async with rt.db.read() as s:
         return await repo.grants_of(s, ent_ids)
 

@@ -8,9 +8,10 @@ from typing import Any
 
 from creditgate.adapters.sql import snapshots as snap_repo
 from creditgate.domain import Segment, Window, WindowSize, burndown, ceil_m, period_start, windowed_history
-from creditgate.domain.errors import BadInput
+from creditgate.domain.errors import BadInput, NotFound
 from creditgate.domain.windows import zone
 from creditgate.records import Entitlement, EntitlementType
+from creditgate.services import validation
 from creditgate.services.balances import Bundle, Op, load_bundles, run_ops
 from creditgate.services.runtime import Runtime
 
@@ -23,12 +24,15 @@ class History:
 
 async def history(rt: Runtime, ent: Entitlement, window_size: str, from_: datetime | None,
                   to: datetime | None, tz: str = "UTC") -> History:
+    """Windows and burn-down segments of a METERED entitlement; a deleted one has no history (NOT_FOUND)."""
+    now = rt.now()
+    if not ent.visible_at(now):
+        raise NotFound(f"entitlement {ent.id!r} is deleted")
     if ent.type != EntitlementType.METERED:
         raise BadInput("history needs a METERED entitlement")
     if window_size not in {w.value for w in WindowSize}:
         raise BadInput("windowSize must be MINUTE, HOUR or DAY")
-    zone(tz)  # unknown zone: BAD_USER_INPUT
-    now = rt.now()
+    zone(validation.lookup(tz, "windowTimeZone"))  # unknown zone: BAD_USER_INPUT
     async with rt.db.read() as s:
         bundle = (await load_bundles(s, [ent], None))[ent.id]
         assert bundle.metered is not None and ent.measure_usage_from is not None

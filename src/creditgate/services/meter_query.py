@@ -18,6 +18,7 @@ from creditgate.domain import WindowSize, floor_m
 from creditgate.domain.errors import BadInput, NotFound
 from creditgate.domain.windows import window_edges, zone
 from creditgate.records import Aggregation, Meter, MeterQueryRow
+from creditgate.services import validation
 from creditgate.services.runtime import Runtime
 
 MINUTE = timedelta(minutes=1)
@@ -75,10 +76,7 @@ def _check_groups(meter: Meter, group_by: Sequence[str] | None, filters: Any) ->
     unknown = [n for n in names if n != "subject" and n not in meter.group_by]
     if unknown:
         raise BadInput(f"unknown groupBy key(s) for meter {meter.slug!r}: {', '.join(unknown)}")
-    if filters is None:
-        filters = {}
-    if not isinstance(filters, dict) or not all(isinstance(v, str) for v in filters.values()):
-        raise BadInput("filterGroupBy must be an object of string values")
+    filters = validation.string_map(filters, "filterGroupBy")
     unknown = [k for k in filters if k not in meter.group_by]
     if unknown:
         raise BadInput(f"unknown filterGroupBy key(s) for meter {meter.slug!r}: {', '.join(unknown)}")
@@ -90,7 +88,10 @@ async def query_meter(rt: Runtime, id_or_slug: str, *, from_: datetime | None = 
                       subjects: Sequence[str] | None = None, filter_group_by: Any = None,
                       group_by: Sequence[str] | None = None) -> list[MeterQueryRow]:
     """One row per (window, subject?, group values) with data, ordered by window start."""
-    tz = zone(window_time_zone or "UTC")
+    validation.lookup(id_or_slug, "meter id or slug")
+    validation.lookups(subjects or (), "subject")
+    validation.lookups(group_by or (), "groupBy")
+    tz = zone(validation.lookup(window_time_zone or "UTC", "windowTimeZone"))
     async with rt.db.read() as s:
         meter = await meter_repo.get_meter(s, id_or_slug)
         if meter is None:
@@ -173,6 +174,7 @@ async def query_meter(rt: Runtime, id_or_slug: str, *, from_: datetime | None = 
 
 async def list_meter_subjects(rt: Runtime, id_or_slug: str) -> list[str]:
     """The subjects that have data in the meter."""
+    validation.lookup(id_or_slug, "meter id or slug")
     async with rt.db.read() as s:
         meter = await meter_repo.get_meter(s, id_or_slug)
         if meter is None:

@@ -9,6 +9,7 @@ from creditgate.adapters.sql import meters as repo
 from creditgate.domain import WindowSize
 from creditgate.domain.errors import BadInput, Conflict, NotFound
 from creditgate.records import Aggregation, Meter, new_id
+from creditgate.services import validation
 from creditgate.services.jsonpath import compile_path
 from creditgate.services.runtime import Runtime
 
@@ -24,8 +25,7 @@ def check_meter(slug: str, event_type: str, aggregation: str, value_property: st
     """Checks a new meter's fields; returns its group-by map."""
     if len(slug) > MAX_SLUG or not SLUG_RE.match(slug):
         raise BadInput(f"meter slug must match ^[a-z0-9]+(?:_[a-z0-9]+)*$ (at most {MAX_SLUG} characters)")
-    if not event_type or not event_type.strip():
-        raise BadInput("eventType must not be empty")
+    validation.text(event_type, "eventType")
     if aggregation not in AGGREGATIONS:
         raise BadInput(f"aggregation must be one of {', '.join(AGGREGATIONS)}")
     if window_size not in WINDOW_SIZES:
@@ -34,7 +34,7 @@ def check_meter(slug: str, event_type: str, aggregation: str, value_property: st
         if aggregation != Aggregation.COUNT:
             raise BadInput(f"valueProperty is required for {aggregation} meters")
     else:
-        compile_path(value_property)
+        compile_path(validation.text(value_property, "valueProperty"))
     groups = group_by if group_by is not None else {}
     if not isinstance(groups, dict):
         raise BadInput("groupBy must be an object of name -> JSONPath")
@@ -45,7 +45,7 @@ def check_meter(slug: str, event_type: str, aggregation: str, value_property: st
             raise BadInput("groupBy name 'subject' is reserved")
         if not isinstance(path, str):
             raise BadInput(f"groupBy {name!r} must be a JSONPath string")
-        compile_path(path)
+        compile_path(validation.text(path, f"groupBy {name!r}"))
     return dict(groups)
 
 
@@ -53,6 +53,7 @@ async def create_meter(rt: Runtime, slug: str, event_type: str, aggregation: str
                        description: str | None = None, value_property: str | None = None,
                        group_by: Any = None, window_size: str = WindowSize.MINUTE) -> Meter:
     groups = check_meter(slug, event_type, aggregation, value_property, group_by, window_size)
+    description = validation.optional_text(description, "description")
     now = rt.now()
     meter = Meter(id=new_id(), slug=slug, description=description, event_type=event_type,
                   aggregation=aggregation, value_property=value_property, group_by=groups,
@@ -62,6 +63,7 @@ async def create_meter(rt: Runtime, slug: str, event_type: str, aggregation: str
 
 
 async def get_meter(rt: Runtime, id_or_slug: str) -> Meter | None:
+    validation.lookup(id_or_slug, "meter id or slug")
     async with rt.db.read() as s:
         return await repo.get_meter(s, id_or_slug)
 
@@ -80,6 +82,7 @@ async def list_meters(rt: Runtime) -> list[Meter]:
 
 async def delete_meter(rt: Runtime, id_or_slug: str) -> None:
     """Soft-deletes a meter; refused while a live feature uses it."""
+    validation.lookup(id_or_slug, "meter id or slug")
     async with rt.db.transaction() as s:
         meter = await repo.get_meter(s, id_or_slug)
         if meter is None:

@@ -5,34 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 from creditgate.adapters.sql import subjects as repo
-from creditgate.domain.errors import BadInput, NotFound
+from creditgate.domain.errors import NotFound
 from creditgate.records import Subject
+from creditgate.services import validation
 from creditgate.services.runtime import Runtime
 
-MAX_KEY = 256
+MAX_KEY = validation.MAX_KEY
 
 
 def check_subject_key(key: str) -> None:
-    if not key or not key.strip() or len(key) > MAX_KEY:
-        raise BadInput(f"subject key must be 1-{MAX_KEY} non-blank characters")
+    validation.subject_key(key)
 
 
 def check_metadata(metadata: Any) -> dict[str, Any]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, dict):
-        raise BadInput("metadata must be a JSON object")
-    return metadata
+    return validation.json_object(metadata, "metadata")
 
 
 async def upsert_subject(rt: Runtime, key: str, display_name: str | None, metadata: Any) -> Subject:
     check_subject_key(key)
+    display_name = validation.optional_text(display_name, "displayName")
     meta = check_metadata(metadata)
     async with rt.db.transaction() as s:
         return await repo.upsert_subject(s, key, display_name, meta, rt.now())
 
 
 async def get_subject(rt: Runtime, id_or_key: str) -> Subject | None:
+    validation.lookup(id_or_key, "subject id or key")
     async with rt.db.read() as s:
         return await repo.get_subject(s, id_or_key)
 
@@ -43,6 +41,7 @@ async def list_subjects(rt: Runtime, limit: int | None = None, offset: int = 0) 
 
 
 async def delete_subject(rt: Runtime, id_or_key: str) -> None:
+    validation.lookup(id_or_key, "subject id or key")
     async with rt.db.transaction() as s:
         found = await repo.get_subject(s, id_or_key)
         if found is None:

@@ -15,6 +15,7 @@ from datetime import timedelta
 from creditgate.adapters.sql import tokens as repo
 from creditgate.domain.errors import BadInput, Unauthenticated
 from creditgate.records import PortalToken, new_id
+from creditgate.services import validation
 from creditgate.services.auth import INVALIDATED_KEY, Principal, sign_token
 from creditgate.services.runtime import Runtime
 from creditgate.services.subjects import check_subject_key
@@ -37,6 +38,8 @@ async def create_token(rt: Runtime, subject_key: str, ttl_seconds: int = 3600) -
 
 
 async def list_tokens(rt: Runtime, subject_key: str | None = None) -> list[PortalToken]:
+    if subject_key is not None:
+        validation.lookup(subject_key, "subject key")
     async with rt.db.read() as s:
         return await repo.list_tokens(s, subject_key)
 
@@ -45,6 +48,9 @@ async def invalidate_tokens(rt: Runtime, ids: Sequence[str] | None = None, subje
     """Invalidate tokens by id and/or subject; returns how many were invalidated now."""
     if ids is None and subject_key is None:
         raise BadInput("name token ids or a subject")
+    validation.lookups(ids or (), "token id")
+    if subject_key is not None:
+        validation.lookup(subject_key, "subject key")
     async with rt.db.transaction() as s:
         done = await repo.invalidate(s, ids, subject_key, rt.now())
     rt.extras.setdefault(INVALIDATED_KEY, set()).update(done)

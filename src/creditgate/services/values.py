@@ -26,6 +26,7 @@ from creditgate.adapters.sql import entitlements as ent_repo
 from creditgate.adapters.sql.db import Session
 from creditgate.domain import Value, ceil_m, floor_m, next_change, value_at
 from creditgate.records import AccessReason, Entitlement, EntitlementType
+from creditgate.services import validation
 from creditgate.services.balances import Bundle, Op, load_bundles, run_ops
 from creditgate.services.cache import Hit, PutItem
 from creditgate.services.entitlements import resolve
@@ -244,6 +245,9 @@ async def _read_through(rt: Runtime, now: datetime, keys: Sequence[tuple[str, st
 
 async def check_access(rt: Runtime, checks: Sequence[tuple[str, str]], at: datetime | None = None) -> list[Access]:
     """Answers for (subject, entitlement id or feature key) pairs at one instant, in input order."""
+    for sub, ref in checks:
+        validation.lookup(sub, "subject key")
+        validation.lookup(ref, "entitlement id or feature key")
     now = rt.now()
     t = now if at is None else at
     unique = list(dict.fromkeys(checks))

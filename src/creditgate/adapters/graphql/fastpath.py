@@ -10,7 +10,7 @@ same services and auth rules, written as the same JSON.
 
 Anything else falls back to Strawberry, which then produces the standard answer: other
 documents, unusual variables (an `at`, values of the wrong type, unknown keys, nulls, a time
-that does not parse, lists over MAX_LIST), and every request whose answer would carry an error
+that does not parse, lists over MAX_LIST or MAX_EVENTS), and every request whose answer would carry an error
 (auth refusals, NOT_FOUND, BAD_USER_INPUT from the ingest service, a number a Float cannot
 represent). Reads are harmless to answer twice; an ingest that fails stored nothing (the
 service checks the whole batch before its transaction, which rolls back on any error; after
@@ -44,15 +44,15 @@ from graphql import (
 )
 from strawberry.schema.schema import validate_document
 
-from creditgate.adapters.graphql.limits import MAX_LIST, MAX_TOKENS, RULES
+from creditgate.adapters.graphql.limits import MAX_EVENTS, MAX_LIST, MAX_TOKENS, RULES
 from creditgate.adapters.graphql.meters import CloudEventInput, _event_from_input
-from creditgate.adapters.graphql.scalars import parse_datetime
 from creditgate.adapters.graphql.schema import schema
 from creditgate.services import events as event_svc
 from creditgate.services import tokens as token_svc
 from creditgate.services import values as svc
 from creditgate.services.auth import Principal
 from creditgate.services.runtime import Runtime
+from creditgate.timefmt import parse_rfc3339
 
 # root field -> (argument -> kind, leaf fields of the result, result type name)
 STR, AT, CHECKS, EVENTS = "str", "at", "checks", "events"
@@ -162,17 +162,19 @@ def _arguments(plan: Plan, variables: Mapping[str, Any]) -> dict[str, Any]:
         if kind == CHECKS:
             value = _objects(value, CHECK_STRINGS, CHECK_KEYS)
         if kind == EVENTS:
-            coerced = [_coerced_event(e) for e in _objects(value, EVENT_STRINGS, EVENT_KEYS)] if is_var else value
-            value = [_event_from_input(CloudEventInput, e, None) for e in coerced]  # the full path's records
+            if is_var:
+                value = [_coerced_event(e) for e in _objects(value, EVENT_STRINGS, EVENT_KEYS, MAX_EVENTS)]
+            value = [_event_from_input(CloudEventInput, e, None) for e in value]  # the full path's records
         out[name] = value
     return out
 
 
-def _objects(value: Any, strings: tuple[str, ...], keys: frozenset[str]) -> list[dict[str, Any]]:
+def _objects(value: Any, strings: tuple[str, ...], keys: frozenset[str], limit: int = MAX_LIST
+             ) -> list[dict[str, Any]]:
     """A variable for a [SomeInput!]! argument that GraphQL's coercion keeps as it is: a list of at
-    most MAX_LIST objects, no keys but `keys`, the String! fields `strings` present and strings.
+    most `limit` objects, no keys but `keys`, the String! fields `strings` present and strings.
     Anything else (a lone object, which GraphQL reads as a list of one, included) raises Fallback."""
-    if not isinstance(value, list) or len(value) > MAX_LIST:
+    if not isinstance(value, list) or len(value) > limit:
         raise Fallback
     for item in value:
         if not isinstance(item, dict) or not item.keys() <= keys:
@@ -191,7 +193,7 @@ def _coerced_event(item: dict[str, Any]) -> dict[str, Any]:
         raise Fallback
     if time is not None:
         try:
-            time = parse_datetime(time)
+            time = parse_rfc3339(time)
         except ValueError:
             raise Fallback from None
     return {**item, "specversion": spec, "time": time, "data": item.get("data")}  # data: JSON, any value

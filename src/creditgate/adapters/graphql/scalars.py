@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import strawberry
+
+from creditgate.timefmt import format_rfc3339, parse_rfc3339
 
 if TYPE_CHECKING:
     JSON = Any
@@ -18,26 +20,9 @@ __all__ = ["JSON", "SCALARS", "DateTime", "format_datetime", "parse_datetime"]
 DateTime = datetime
 
 
-def format_datetime(value: datetime) -> str:
-    value = value.astimezone(UTC)
-    text = f"{value.year:04d}-{value:%m-%dT%H:%M:%S}"
-    if value.microsecond:
-        text += f".{value.microsecond:06d}".rstrip("0")
-    return text + "Z"
-
-
-def parse_datetime(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError("DateTime must be an RFC 3339 string")
-    try:
-        parsed = datetime.fromisoformat(value.replace("z", "Z"))
-        if parsed.tzinfo is None:
-            raise ValueError(f"DateTime needs a time zone offset or 'Z': {value!r}")
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError) as exc:
-        if "time zone" in str(exc):
-            raise
-        raise ValueError(f"invalid RFC 3339 DateTime: {value!r}") from None
+# One RFC 3339 reader and writer for every layer (creditgate/timefmt.py).
+format_datetime = format_rfc3339
+parse_datetime = parse_rfc3339
 
 
 SCALARS: dict[object, Any] = {

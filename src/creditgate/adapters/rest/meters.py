@@ -15,13 +15,13 @@ from creditgate.adapters.rest.models import (
     MeterQueryResult,
     MeterQueryRowOut,
     PortalMeterQueryParams,
-    format_time,
 )
 from creditgate.adapters.rest.router import Call, api
 from creditgate.domain.errors import Forbidden
 from creditgate.records import Meter, MeterQueryRow
 from creditgate.services import meter_query as query_svc
 from creditgate.services import meters as svc
+from creditgate.timefmt import format_rfc3339
 
 TAG = "Meters"
 QUERY_TYPES = ("application/json", "text/csv")
@@ -69,7 +69,7 @@ def _csv(rows: list[MeterQueryRow], group_names: list[str]) -> Response:
     w = csv.writer(out, lineterminator="\n")
     w.writerow(["window_start", "window_end", "subject", *group_names, "value"])
     for r in rows:
-        w.writerow([format_time(r.window_start), format_time(r.window_end), r.subject or "",
+        w.writerow([format_rfc3339(r.window_start), format_rfc3339(r.window_end), r.subject or "",
                     *((r.group_by.get(g) or "") for g in group_names), f"{float(r.value):g}"])
     return Response(out.getvalue(), media_type="text/csv")
 

@@ -5,32 +5,21 @@ They describe shapes only; the rules (formats, ranges, uniqueness) live in the s
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
-from creditgate.adapters.graphql.scalars import parse_datetime
-
-
-def format_time(value: datetime) -> str:
-    """RFC 3339 in UTC with "Z", fractional seconds only when present; years always have four digits."""
-    text = value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
-    return text.rstrip("0").rstrip(".") + "Z"
+from creditgate.timefmt import format_rfc3339, parse_rfc3339
 
 
 def _parse_time(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    try:
-        return parse_datetime(value.replace(" ", "+") if isinstance(value, str) else value)
-    except OverflowError:  # e.g. 0001-01-01T00:00:00+03:00 has no UTC equivalent
-        raise ValueError("date-time out of range") from None
+    return parse_rfc3339(value.replace(" ", "+") if isinstance(value, str) else value)
 
 
 # RFC 3339 in ("+" may arrive unescaped in a query string, decoded as a space), UTC "Z" out.
-Time = Annotated[datetime, BeforeValidator(_parse_time), PlainSerializer(format_time, return_type=str),
+Time = Annotated[datetime, BeforeValidator(_parse_time), PlainSerializer(format_rfc3339, return_type=str),
                  WithJsonSchema({"type": "string", "format": "date-time"})]
 Number = Annotated[float, Field()]
 

@@ -109,7 +109,6 @@ class Op:
                 value = unquote(got)
                 if not value:
                     return None
-                no_nul(value)
                 params[want[1:-1]] = value
             elif want != got:
                 return None
@@ -119,8 +118,6 @@ class Op:
         assert self.query is not None
         data: dict[str, Any] = {}
         for key, value in qp.multi_items():
-            no_nul(key)
-            no_nul(value)
             name, sep, rest = key.partition("[")
             if sep and name in self.dict_fields and rest.endswith("]"):
                 data.setdefault(name, {})[rest[:-1]] = value
@@ -140,7 +137,6 @@ class Op:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise BadInput("the request body is not valid JSON") from None
-        no_nul(parsed)
         if self.raw_body or self.body_adapter is None:
             return parsed
         return self.body_adapter.validate_python(parsed)
@@ -152,20 +148,6 @@ class Op:
             return Response(status_code=self.status)
         body = self.response_adapter.dump_json(value, by_alias=True, exclude_none=True)
         return Response(body, status_code=self.status, media_type=self.response_types[0])
-
-
-def no_nul(value: Any) -> None:
-    """Text holding NUL characters cannot be stored (PostgreSQL refuses it): bad input everywhere."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise BadInput("text must not contain NUL (\\u0000) characters")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            no_nul(k)
-            no_nul(v)
-    elif isinstance(value, list):
-        for v in value:
-            no_nul(v)
 
 
 def _flatten(annotation: Any) -> list[Any]:
