@@ -169,10 +169,12 @@ class GQL:
         return data
 
     async def error(self, query: str, code: str, token: str | None = None, **variables: Any) -> dict[str, Any]:
+        """The first error, once every error of the answer carries `code` (a second error with another
+        code is a failure too)."""
         body = await self(query, token, **variables)
         errors = body.get("errors") or []
         assert errors, f"expected {code}, got data {body.get('data')}"
-        assert errors[0]["extensions"]["code"] == code, errors
+        assert [e.get("extensions", {}).get("code") for e in errors] == [code] * len(errors), errors
         first: dict[str, Any] = errors[0]
         return first
 
