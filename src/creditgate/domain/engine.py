@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import localcontext
 
 from creditgate.domain.errors import BadInput
-from creditgate.domain.ledger import CONTEXT, ZERO, Book, Ledger, plan
+from creditgate.domain.ledger import CONTEXT, ZERO, Book, Ledger, prepare_replay
 from creditgate.domain.model import Grant, Metered, State, UsageFn, Value
 from creditgate.domain.recurrence import MINUTE, ceil_m, on_minute, recurrence_after, utc
 
@@ -22,7 +22,7 @@ _TINY = timedelta(microseconds=1)
 
 def _run(book: Book, target: datetime, limit: datetime, usage: UsageFn, start: State | None) -> Ledger:
     """The ledger at `target` after steps 1-4 there (step 1 only if target <= limit)."""
-    p = plan(book, target, limit, usage, start, begin=target)
+    p = prepare_replay(book, target, limit, usage, start, begin=target)
     p.ledger.run(p, target)
     return p.ledger
 
@@ -85,7 +85,7 @@ def state_at(ent: Metered, grants: Iterable[Grant], usage: UsageFn, t: datetime,
     with localcontext(CONTEXT):
         book = Book(ent, grants)
         t = max(t, book.sched.start)
-        p = plan(book, t, t, usage, start)
+        p = prepare_replay(book, t, t, usage, start)
         bounds = p.bounds
         last = max((x for x in bounds if x in p.phases), default=bounds[0])
         ledger = p.ledger

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 
 from creditgate.domain.errors import BadInput
-from creditgate.domain.ledger import CONTEXT, ZERO, Book, Plan, plan
+from creditgate.domain.ledger import CONTEXT, ZERO, Book, Replay, prepare_replay
 from creditgate.domain.model import Grant, Metered, Segment, State, UsageFn, Window, WindowSize
 from creditgate.domain.recurrence import ceil_m, utc
 from creditgate.domain.windows import window_edges, zone
@@ -22,8 +22,9 @@ def _range(book: Book, a: datetime, b: datetime) -> tuple[datetime, datetime]:
     return ceil_m(a), ceil_m(b)
 
 
-def _plan(book: Book, a: datetime, b: datetime, usage: UsageFn, start: State | None, extra: Iterable[datetime]) -> Plan:
-    return plan(book, b, b, usage, start, extra=[a, *extra], begin=a)
+def _replay(book: Book, a: datetime, b: datetime, usage: UsageFn, start: State | None,
+            extra: Iterable[datetime]) -> Replay:
+    return prepare_replay(book, b, b, usage, start, extra=[a, *extra], begin=a)
 
 
 def burndown(
@@ -49,7 +50,7 @@ def burndown(
         a, b = _range(book, a, b)
         if a == b:
             return []
-        p = _plan(book, a, b, usage, start, ())
+        p = _replay(book, a, b, usage, start, ())
         ledger, bounds, phases = p.ledger, p.bounds, p.phases
         ids = book.ids
         out: list[Segment] = []
@@ -108,7 +109,7 @@ def windowed_history(
         if a == b:
             return []
         edges = window_edges(a, b, WindowSize(window), tzinfo)
-        p = _plan(book, a, b, usage, start, edges)
+        p = _replay(book, a, b, usage, start, edges)
         ledger, bounds, phases = p.ledger, p.bounds, p.phases
         starts = [a, *edges]
         opens = set(starts)

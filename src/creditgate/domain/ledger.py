@@ -2,7 +2,7 @@
 
 A `Book` holds the grants in burn order and the reset schedule. A `Ledger` holds
 per-grant balances (a list in burn order) and the carried overage, and applies the
-start-of-phase steps and the burn-down. `plan` finds where a replay starts (a
+start-of-phase steps and the burn-down. `prepare_replay` finds where a replay starts (a
 snapshot, a reset whose outcome does not depend on the past, or measure_usage_from)
 and every phase boundary up to its target.
 
@@ -183,15 +183,15 @@ class Ledger:
         bal = list(self.bal)
         return bal, _greedy(bal, self.carry + usage)
 
-    def run(self, plan: Plan, stop: datetime) -> None:
-        """Burn and step through `plan` up to the bound `stop`, every bound being a
+    def run(self, replay: Replay, stop: datetime) -> None:
+        """Burn and step through `replay` up to the bound `stop`, every bound being a
         phase start or the end of the replay. The hot loop of every read: `burn` and
         `step` inlined, and the exhausted grants at the head of the burn order skipped."""
         bal, carry, used = self.bal, self.carry, self.used
-        bounds, resets, changes = plan.bounds, plan.resets, plan.changes
+        bounds, resets, changes = replay.bounds, replay.resets, replay.changes
         size = len(bal)
         first = 0  # every balance before this index is 0
-        for i, u in enumerate(plan.usage):
+        for i, u in enumerate(replay.usage):
             at = bounds[i + 1]
             if at > stop:
                 break
@@ -252,7 +252,7 @@ class Ledger:
 
 
 @dataclass(slots=True)
-class Plan:
+class Replay:
     """A replay from `bounds[0]` to `bounds[-1]`: `usage[i]` is U(bounds[i], bounds[i+1]).
 
     `phases` holds the bounds where a phase starts (something changes there, or the
@@ -268,7 +268,7 @@ class Plan:
     phases: set[datetime]
 
 
-def plan(
+def prepare_replay(
     book: Book,
     target: datetime,
     limit: datetime,
@@ -276,7 +276,7 @@ def plan(
     start: State | None = None,
     extra: Iterable[datetime] = (),
     begin: datetime | None = None,
-) -> Plan:
+) -> Replay:
     """Prepare a replay up to `target` applying the resets <= `limit` (limit <= target).
 
     The replay starts at or before `begin` (default: limit), from a snapshot at or
@@ -320,4 +320,4 @@ def plan(
         ledger.used = values[0]
         values = values[1:]
     phases = {*changes, *resets, origin} if whole else {*changes, *resets}
-    return Plan(ledger, bounds, resets, changes, values, phases)
+    return Replay(ledger, bounds, resets, changes, values, phases)

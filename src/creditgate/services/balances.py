@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from creditgate.adapters.sql.bundles import ledger_of
+from creditgate.adapters.sql.bundles import engine_inputs
 from creditgate.adapters.sql.db import Session
 from creditgate.adapters.sql.features import features_with_meters
 from creditgate.adapters.sql.usage import UsageRequest, load_usage
@@ -69,14 +69,14 @@ async def load_bundles(session: Session, ents: Sequence[Entitlement],
         return {}
     ids = sorted(metered)
     features = await features_with_meters(session, sorted({e.feature_id for e in metered.values()}))
-    ledger = await ledger_of(session, ids, snapshot_limits or None)
+    inputs = await engine_inputs(session, ids, snapshot_limits or None)
     out: dict[str, Bundle] = {}
     for i in ids:
         e = metered[i]
         f, m = features.get(e.feature_id, (None, None))
-        gs = ledger.grants[i]
-        rs = ledger.resets[i]
-        out[i] = Bundle(e, f, m, gs, rs, ledger.snapshots.get(i), to_metered(e, rs), [to_engine_grant(g) for g in gs])
+        gs = inputs.grants[i]
+        rs = inputs.resets[i]
+        out[i] = Bundle(e, f, m, gs, rs, inputs.snapshots.get(i), to_metered(e, rs), [to_engine_grant(g) for g in gs])
     return out
 
 

@@ -36,7 +36,9 @@ _S: Any = SnapshotRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(slots=True)
-class Ledger:
+class EngineInputs:
+    """What the engine needs of each entitlement besides usage, by entitlement id."""
+
     grants: dict[str, list[Grant]] = field(default_factory=dict)
     resets: dict[str, list[Reset]] = field(default_factory=dict)
     snapshots: dict[str, State] = field(default_factory=dict)
@@ -81,12 +83,12 @@ def _state(r: Sequence[Any]) -> State:
                  period_usage=r[11])
 
 
-async def ledger_of(session: AsyncSession, ent_ids: Sequence[str],
-                    snapshot_limits: dict[str, datetime] | None) -> Ledger:
+async def engine_inputs(session: AsyncSession, ent_ids: Sequence[str],
+                        snapshot_limits: dict[str, datetime] | None) -> EngineInputs:
     """Grants (by created_at, id), resets (by reset_at) and, with `snapshot_limits`, the newest
     snapshot at or before `snapshot_limits[id]` of each entitlement."""
     ids = sorted(set(ent_ids))
-    out = Ledger({i: [] for i in ids}, {i: [] for i in ids})
+    out = EngineInputs({i: [] for i in ids}, {i: [] for i in ids})
     if not ids:
         return out
     params: dict[str, Any] = {"g": ids, "r": ids}
