@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import httpx
 import orjson
@@ -63,11 +64,43 @@ def test_error_mapping_in_one_place(caplog: pytest.LogCaptureFixture) -> None:
     assert "psycopg.errors.Boom" in caplog.text  # logged for the operator
 
 
-async def test_prometheus_metrics(http: httpx.AsyncClient) -> None:
-    await http.get("/api/v1/features")
-    resp = await http.get("/metrics")
-    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
-    assert "# TYPE creditgate_http_requests_total counter" in resp.text
-    assert 'creditgate_http_requests_total{operation="listFeatures",status="200"}' in resp.text
-    debug = await http.get("/api/v1/debug/metrics")
-    assert debug.json().startswith("# HELP")
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text (0 when absent: a counter not yet incremented)."""
+    for m in re.finditer(r"^(\w+)(?:\{(.*)\})? (\S+)$", text, re.M):
+        if m[1] == name and dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m[2] or "")) == labels:
+            return float(m[3])
+    return 0.0
+
+
+async def test_prometheus_metrics_count_exactly(http: httpx.AsyncClient) -> None:
+    """Exact increments from a baseline read in this test: counters are per process, so the second backend's
+    run starts from the first one's totals."""
+    async def scrape() -> str:
+        resp = await http.get("/metrics")
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
+        return resp.text
+
+    before = await scrape()
+    assert "# TYPE creditgate_http_requests_total counter" in before
+    for _ in range(3):
+        assert (await http.get("/api/v1/features")).status_code == 200
+    assert (await http.get("/api/v1/features?limit=x")).status_code == 400
+    batch = [{"id": f"m{i}", "source": "edge", "type": "t", "subject": "s", "specversion": "1.0"} for i in (1, 2)]
+    for body in (batch, batch[:1]):
+        resp = await http.post("/api/v1/events", content=orjson.dumps(body),
+                               headers={"content-type": "application/cloudevents-batch+json"})
+        assert resp.status_code == 204, resp.text
+    after = await scrape()
+
+    def delta(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert delta("creditgate_http_requests_total", operation="listFeatures", status="200") == 3
+    assert delta("creditgate_http_requests_total", operation="listFeatures", status="400") == 1
+    assert delta("creditgate_http_requests_total", operation="ingestEvents", status="204") == 2
+    assert delta("creditgate_events_total", outcome="accepted") == 2
+    assert delta("creditgate_events_total", outcome="duplicates") == 1
+    debug = (await http.get("/api/v1/debug/metrics")).json()
+    assert debug.startswith("# HELP")
+    assert sample(debug, "creditgate_http_requests_total", operation="listFeatures", status="200") == \
+        sample(after, "creditgate_http_requests_total", operation="listFeatures", status="200")

@@ -12,6 +12,7 @@ from azure.core.exceptions import (
 from openmeter import Client
 
 from tests.rest.conftest import Server
+from tests.rest.test_edges import sample
 
 
 def test_subjects(om: Client) -> None:
@@ -86,7 +87,12 @@ def test_authentication(live: Server) -> None:
 
 
 def test_debug_metrics(om: Client) -> None:
+    before = om.get_debug_metrics()
+    assert isinstance(before, str)
     om.list_subjects()
-    text = om.get_debug_metrics()
-    assert isinstance(text, str)
-    assert 'creditgate_http_requests_total{operation="listSubjects",status="200"}' in text
+    om.list_subjects()
+    after = om.get_debug_metrics()
+    for op, n in [("listSubjects", 2), ("getDebugMetrics", 1)]:  # exact, from this test's own baseline
+        labels = {"operation": op, "status": "200"}
+        assert sample(after, "creditgate_http_requests_total", **labels) - \
+            sample(before, "creditgate_http_requests_total", **labels) == n, op
