@@ -8,7 +8,7 @@ the API; they are ignored here. Instants are rounded up to whole minutes.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from datetime import datetime, timedelta
 
 from creditgate.domain.model import Metered, Recurrence
@@ -94,10 +94,6 @@ class Schedule:
         if t <= self.start:
             return False
         return self.period_start(t) == t
-
-    def manual_after(self, t: datetime) -> datetime | None:
-        i = bisect_left(self._manual, t)
-        return self._manual[i] if i < len(self._manual) else None
 
 
 def period_start(ent: Metered, t: datetime) -> datetime:

@@ -281,9 +281,6 @@ def current_anchor(ent: Entitlement, resets: Sequence[Reset]) -> datetime | None
     return anchor
 
 
-INTERVALS = {i.value for i in Interval}
-
-
 async def resets_of(rt: Runtime, ent_ids: Sequence[str]) -> dict[str, list[Reset]]:
     """The manual resets of entitlements, by entitlement id."""
     validation.lookups(ent_ids, "entitlement id")

@@ -54,11 +54,6 @@ def reset_of(r: Sequence[Any]) -> Reset:
     return Reset(id=r[0], entitlement_id=r[1], reset_at=r[2], retain_anchor=bool(r[3]), created_at=r[4])
 
 
-def to_reset(row: ResetRow) -> Reset:
-    return Reset(id=row.id, entitlement_id=row.entitlement_id, reset_at=row.reset_at,
-                 retain_anchor=bool(row.retain_anchor), created_at=row.created_at)
-
-
 async def active_for(session: AsyncSession, subject_key: str, feature_id: str) -> Entitlement | None:
     stmt = select(EntitlementRow).where(col(EntitlementRow.subject_key) == subject_key,
                                         col(EntitlementRow.feature_id) == feature_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, func
@@ -44,16 +44,6 @@ async def latest_at_or_before(session: AsyncSession, limits: dict[str, datetime]
     stmt = select(SnapshotRow).join(sub, (col(SnapshotRow.entitlement_id) == sub.c.entitlement_id)
                                     & (col(SnapshotRow.at) == sub.c.at))
     return {r.entitlement_id: _to_state(r) for r in (await session.exec(stmt)).all()}
-
-
-async def existing_instants(session: AsyncSession, ent_ids: Sequence[str]) -> dict[str, set[datetime]]:
-    out: dict[str, set[datetime]] = {i: set() for i in ent_ids}
-    if not ent_ids:
-        return out
-    stmt = select(SnapshotRow.entitlement_id, SnapshotRow.at).where(col(SnapshotRow.entitlement_id).in_(ent_ids))
-    for ent_id, at in (await session.exec(stmt)).all():
-        out.setdefault(ent_id, set()).add(at)
-    return out
 
 
 async def save(session: AsyncSession, items: Iterable[tuple[str, State]], now: datetime) -> None:
