@@ -124,9 +124,15 @@ def service_violation(name: str) -> str | None:
     return f"{layer} (above services)"
 
 
+# Adapters that services call: they may see services only for what they implement (else a cycle).
+SERVING = {"sql": set(), "cache": {"creditgate.services.cache"}}
+
+
 def adapter_violation(package: str, name: str) -> str | None:
     """Why adapter `package` may not import `name` (None: it may)."""
     layer = _layer(name)
+    if layer == "services" and package in SERVING and name not in SERVING[package]:
+        return "services (services call this adapter, not the other way round)"
     if layer in {"outside", "domain", "base", "services", f"adapters.{package}"}:
         return None
     if layer == "app":
@@ -161,6 +167,10 @@ def test_the_import_checker_sees_every_form() -> None:
     assert adapter_violation("graphql", "creditgate.adapters.sql.entitlements") is not None
     assert adapter_violation("sql", "creditgate.cli") is not None
     assert adapter_violation("sql", "creditgate.adapters.sql.tables") is None
+    assert adapter_violation("sql", "creditgate.services.runtime") is not None
+    assert adapter_violation("cache", "creditgate.services.cache") is None
+    assert adapter_violation("cache", "creditgate.services.values") is not None
+    assert adapter_violation("graphql", "creditgate.services.values") is None
 
 
 def test_base_modules_stay_below_services_and_adapters() -> None:
