@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from creditgate.adapters.sql import features as repo
@@ -53,6 +54,13 @@ async def get_feature(rt: Runtime, id_or_key: str) -> Feature | None:
     validation.lookup(id_or_key, "feature id or key")
     async with rt.db.read() as s:
         return await repo.get_feature(s, id_or_key)
+
+
+async def features_by_ids(rt: Runtime, ids: Sequence[str]) -> dict[str, Feature]:
+    """Features (archived ones too) by id, for the features of entitlements."""
+    validation.lookups(ids, "feature id")
+    async with rt.db.read() as s:
+        return await repo.get_features_by_ids(s, sorted(set(ids)))
 
 
 async def list_features(rt: Runtime, include_archived: bool = False, limit: int = MAX_LIMIT, offset: int = 0,

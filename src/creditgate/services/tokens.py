@@ -9,7 +9,7 @@ at once by invalidations made in this process).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from creditgate.adapters.sql import tokens as repo
@@ -75,3 +75,11 @@ async def check_live(rt: Runtime, principal: Principal) -> None:
     await refresh_invalidated(rt)
     if principal.token_id in rt.extras.get(INVALIDATED_KEY, ()):
         raise Unauthenticated("token invalidated")
+
+
+async def authorize_subject_read(rt: Runtime, principal: Principal, subject_keys: str | Iterable[str]) -> None:
+    """The one guard of every read of subjects' data (both APIs and the GraphQL fast path): an admin, or a
+    live token of that very subject. FORBIDDEN for another subject, UNAUTHENTICATED once invalidated."""
+    for key in (subject_keys,) if isinstance(subject_keys, str) else subject_keys:
+        principal.require_subject(key)
+    await check_live(rt, principal)

@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 
 import strawberry
 
 from creditgate.adapters.graphql import loaders
 from creditgate.adapters.graphql.context import Info
-from creditgate.adapters.graphql.entitlements import EntitlementType, EntitlementValue, num, reader
+from creditgate.adapters.graphql.entitlements import EntitlementValue, num
+from creditgate.adapters.graphql.permissions import argument, checked_subjects, subject_field
 from creditgate.adapters.graphql.scalars import JSON
 from creditgate.domain.errors import NotFound
+from creditgate.records import AccessReason, EntitlementType
 from creditgate.services import tokens as token_svc
 from creditgate.services import values as svc
 
-
-@strawberry.enum
-class AccessReason(Enum):
-    GRANTED = "GRANTED"
-    SOFT_LIMIT = "SOFT_LIMIT"
-    NO_BALANCE = "NO_BALANCE"
-    NO_ENTITLEMENT = "NO_ENTITLEMENT"
+# The shared vocabulary (records.py), registered under the contract's name.
+strawberry.enum(AccessReason, name="AccessReason")
 
 
 @strawberry.type
@@ -62,29 +58,24 @@ class AccessCheckInput:
 
 
 async def subject_access(info: Info, subject_key: str, feature_key: str, at: datetime | None) -> AccessResult:
-    await reader(info, subject_key)
+    """Subject.access (its field declares the subject-read guard)."""
     return AccessResult.of(await loaders.access(info).load((subject_key, feature_key, at)))
 
 
 @strawberry.type
 class AccessQuery:
-    @strawberry.field
+    @subject_field(argument)
     async def entitlement_value(self, info: Info, subject_key: str, entitlement_id_or_feature_key: str,
                                 at: datetime | None = None) -> EntitlementValue:
-        rt = await reader(info, subject_key)
-        answer = await svc.entitlement_value(rt, subject_key, entitlement_id_or_feature_key, at)
+        answer = await svc.entitlement_value(info.context.rt, subject_key, entitlement_id_or_feature_key, at)
         if answer.value is None:
             raise NotFound(f"no entitlement {entitlement_id_or_feature_key!r} for subject {subject_key!r}")
         return EntitlementValue.of(answer.value)
 
-    @strawberry.field
+    @subject_field(checked_subjects)
     async def check_access(self, info: Info, checks: list[AccessCheckInput],
                            at: datetime | None = None) -> list[AccessResult]:
-        ctx = info.context
-        for c in checks:
-            ctx.principal.require_subject(c.subject_key)
-        await token_svc.check_live(ctx.rt, ctx.principal)
-        answers = await svc.check_access(ctx.rt, [(c.subject_key, c.feature_key) for c in checks], at)
+        answers = await svc.check_access(info.context.rt, [(c.subject_key, c.feature_key) for c in checks], at)
         return [AccessResult.of(a) for a in answers]
 
 

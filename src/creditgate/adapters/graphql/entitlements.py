@@ -13,15 +13,15 @@ import creditgate.adapters.graphql.meters  # noqa: F401  (registers the WindowSi
 from creditgate.adapters.graphql import loaders
 from creditgate.adapters.graphql.context import Info
 from creditgate.adapters.graphql.features import Feature
+from creditgate.adapters.graphql.permissions import argument, parent_entitlement, subject_field
 from creditgate.adapters.graphql.scalars import JSON
-from creditgate.domain import WindowSize, current_usage_period
+from creditgate.domain import WindowSize
 from creditgate.domain.errors import NotFound
 from creditgate.records import Entitlement as EntitlementRecord
+from creditgate.records import EntitlementType
 from creditgate.services import entitlements as svc
 from creditgate.services import history as history_svc
 from creditgate.services import tokens as token_svc
-from creditgate.services.balances import to_metered
-from creditgate.services.runtime import Runtime
 from creditgate.services.values import EntValue
 
 if TYPE_CHECKING:
@@ -32,19 +32,8 @@ def num(x: Decimal | None) -> float | None:
     return None if x is None else float(x)
 
 
-async def reader(info: Info, subject_key: str) -> Runtime:
-    """The runtime for a read of one subject's data: an admin, or a live token of that subject."""
-    ctx = info.context
-    ctx.principal.require_subject(subject_key)
-    await token_svc.check_live(ctx.rt, ctx.principal)
-    return ctx.rt
-
-
-@strawberry.enum
-class EntitlementType(Enum):
-    METERED = "METERED"
-    BOOLEAN = "BOOLEAN"
-    STATIC = "STATIC"
+# The shared vocabulary (records.py), registered under the contract's name.
+strawberry.enum(EntitlementType, name="EntitlementType")
 
 
 @strawberry.enum
@@ -101,9 +90,8 @@ class Entitlement:
             raise NotFound("feature not found")
         return Feature.of(found)
 
-    @strawberry.field
+    @subject_field(parent_entitlement)
     async def value(self, info: Info, at: datetime | None = None) -> EntitlementValue:
-        await reader(info, self.rec.subject_key)
         return EntitlementValue.of(await loaders.values(info).load((self.rec, at)))
 
 
@@ -172,40 +160,35 @@ class MeteredEntitlement(Entitlement):
     issue_after_reset: float | None
     issue_after_reset_priority: int | None
 
+    # the period fields: computed by services (entitlements.usage_periods), batched per request
     @strawberry.field
     async def usage_period(self, info: Info) -> UsagePeriod:
-        resets = await loaders.resets(info).load(self.rec.id)
-        anchor = svc.current_anchor(self.rec, resets)
-        assert anchor is not None and self.rec.usage_period_interval is not None
-        return UsagePeriod(interval=RecurringPeriod(self.rec.usage_period_interval), anchor=anchor)
+        p = await loaders.usage_periods(info).load(self.rec)
+        return UsagePeriod(interval=RecurringPeriod(p.interval), anchor=p.anchor)
 
     @strawberry.field
     async def current_usage_period(self, info: Info) -> TimePeriod:
-        resets = await loaders.resets(info).load(self.rec.id)
-        start, end = current_usage_period(to_metered(self.rec, resets), info.context.rt.now())
-        return TimePeriod(from_=start, to=end)
+        p = await loaders.usage_periods(info).load(self.rec)
+        return TimePeriod(from_=p.current_from, to=p.current_to)
 
     @strawberry.field
     async def last_reset(self, info: Info) -> datetime:
-        resets = await loaders.resets(info).load(self.rec.id)
-        return current_usage_period(to_metered(self.rec, resets), info.context.rt.now())[0]
+        return (await loaders.usage_periods(info).load(self.rec)).last_reset
 
-    @strawberry.field
+    @subject_field(parent_entitlement)
     async def grants(self, info: Info, include_voided: bool | None = True) -> list[Annotated[
             Grant, strawberry.lazy("creditgate.adapters.graphql.grants")]]:
         from creditgate.adapters.graphql.grants import Grant
 
-        rt = await reader(info, self.rec.subject_key)
         found = await loaders.grants(info).load(self.rec.id)
-        now = rt.now()
+        now = info.context.rt.now()
         return [Grant.of(g, now) for g in found if include_voided is not False or g.voided_at is None]
 
-    @strawberry.field
+    @subject_field(parent_entitlement)
     async def history(self, info: Info, window_size: WindowSize, from_: Annotated[
             datetime | None, strawberry.argument(name="from")] = None, to: datetime | None = None,
             window_time_zone: str | None = "UTC") -> EntitlementHistory:
-        rt = await reader(info, self.rec.subject_key)
-        h = await history_svc.history(rt, self.rec, WindowSize(window_size).value, from_, to,
+        h = await history_svc.history(info.context.rt, self.rec, WindowSize(window_size).value, from_, to,
                                           window_time_zone or "UTC")
         return EntitlementHistory(
             windowed_history=[BalanceWindow(period=TimePeriod(from_=w.start, to=w.end), usage=float(w.usage),
@@ -261,15 +244,11 @@ ENTITLEMENT_TYPES = [BooleanEntitlement, StaticEntitlement, MeteredEntitlement]
 
 @strawberry.type
 class EntitlementQuery:
-    @strawberry.field
+    @subject_field(argument)
     async def entitlements(self, info: Info, subject_key: str | None = None, feature_key: str | None = None,
                            include_deleted: bool | None = False, limit: int | None = 1000,
                            offset: int | None = 0) -> list[Entitlement]:
-        if subject_key is None:
-            rt = info.context.admin()
-        else:
-            rt = await reader(info, subject_key)
-        found = await svc.list_entitlements(rt, subject_key, feature_key, bool(include_deleted),
+        found = await svc.list_entitlements(info.context.rt, subject_key, feature_key, bool(include_deleted),
                                             1000 if limit is None else limit, offset or 0)
         return [of(e) for e in found]
 
@@ -280,7 +259,7 @@ class EntitlementQuery:
         if found is None:
             ctx.principal.require_admin()
             return None
-        await reader(info, found.subject_key)
+        await token_svc.authorize_subject_read(ctx.rt, ctx.principal, found.subject_key)
         return of(found)
 
 

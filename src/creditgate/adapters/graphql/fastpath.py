@@ -262,16 +262,13 @@ async def _execute(plan: Plan, rt: Runtime, principal: Principal, args: dict[str
         return {key: plan.typename if name == "__typename" else getattr(done, name) for key, name in plan.fields}
     if plan.root == "entitlementValue":
         subject, ref = args["subjectKey"], args["entitlementIdOrFeatureKey"]
-        principal.require_subject(subject)
-        await token_svc.check_live(rt, principal)
+        await token_svc.authorize_subject_read(rt, principal, subject)
         answer = await svc.entitlement_value(rt, subject, ref)
         if answer.value is None:
             raise Fallback  # NOT_FOUND
         return _value(answer.value, plan)
     checks = args["checks"]
-    for c in checks:
-        principal.require_subject(c["subjectKey"])
-    await token_svc.check_live(rt, principal)
+    await token_svc.authorize_subject_read(rt, principal, [c["subjectKey"] for c in checks])
     answers = await svc.check_access(rt, [(c["subjectKey"], c["featureKey"]) for c in checks])
     return [_access(a, plan) for a in answers]
 

@@ -8,7 +8,8 @@ from enum import Enum
 import strawberry
 
 from creditgate.adapters.graphql.context import Info
-from creditgate.adapters.graphql.entitlements import RecurringPeriod, UsagePeriod, UsagePeriodInput, reader
+from creditgate.adapters.graphql.entitlements import RecurringPeriod, UsagePeriod, UsagePeriodInput
+from creditgate.adapters.graphql.permissions import argument, subject_field
 from creditgate.adapters.graphql.scalars import JSON
 from creditgate.records import Grant as GrantRecord
 from creditgate.services import grants as svc
@@ -81,11 +82,11 @@ class CreateGrantInput:
 
 @strawberry.type
 class GrantQuery:
-    @strawberry.field
+    @subject_field(argument)
     async def grants(self, info: Info, subject_key: str | None = None, entitlement_id: strawberry.ID | None = None,
                      include_deleted: bool | None = False, limit: int | None = 1000,
                      offset: int | None = 0) -> list[Grant]:
-        rt = info.context.admin() if subject_key is None else await reader(info, subject_key)
+        rt = info.context.rt
         found = await svc.list_grants(rt, subject_key, str(entitlement_id) if entitlement_id else None,
                                       bool(include_deleted), 1000 if limit is None else limit, offset or 0)
         now = rt.now()

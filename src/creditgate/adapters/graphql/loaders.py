@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 from strawberry.dataloader import DataLoader
 
 from creditgate.adapters.graphql.context import Info
-from creditgate.records import Entitlement, Feature, Grant, Reset
+from creditgate.records import Entitlement, Feature, Grant
 from creditgate.services import entitlements as ent_svc
+from creditgate.services import features as feature_svc
 from creditgate.services import grants as grant_svc
 from creditgate.services import values as value_svc
 from creditgate.services.runtime import Runtime
@@ -37,9 +38,7 @@ def _loader(fn: Callable[[Sequence[K]], Awaitable[Sequence[V]]],
 def features(info: Info) -> DataLoader[str, Feature | None]:
     def make(rt: Runtime) -> DataLoader[str, Feature | None]:
         async def load(ids: Sequence[str]) -> list[Feature | None]:
-            from creditgate.adapters.sql.features import get_features_by_ids
-            async with rt.db.read() as s:
-                found = await get_features_by_ids(s, sorted(set(ids)))
+            found = await feature_svc.features_by_ids(rt, ids)
             return [found.get(i) for i in ids]
         return _loader(load)
     return _get(info, "features", make)
@@ -54,15 +53,14 @@ def grants(info: Info) -> DataLoader[str, list[Grant]]:
     return _get(info, "grants", make)
 
 
-def resets(info: Info) -> DataLoader[str, list[Reset]]:
-    def make(rt: Runtime) -> DataLoader[str, list[Reset]]:
-        async def load(ids: Sequence[str]) -> list[list[Reset]]:
-            from creditgate.adapters.sql.entitlements import resets_of
-            async with rt.db.read() as s:
-                found = await resets_of(s, list(ids))
-            return [found.get(i, []) for i in ids]
-        return _loader(load)
-    return _get(info, "resets", make)
+def usage_periods(info: Info) -> DataLoader[Entitlement, ent_svc.UsagePeriods]:
+    """The period fields of METERED entitlements (services compute them)."""
+    def make(rt: Runtime) -> DataLoader[Entitlement, ent_svc.UsagePeriods]:
+        async def load(ents: Sequence[Entitlement]) -> list[ent_svc.UsagePeriods]:
+            found = await ent_svc.usage_periods_of(rt, ents)
+            return [found[e.id] for e in ents]
+        return _loader(load, key=lambda e: e.id)
+    return _get(info, "usage_periods", make)
 
 
 def values(info: Info) -> DataLoader[tuple[Entitlement, datetime | None], value_svc.EntValue]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import Enum
 from typing import Any
 
 import strawberry
@@ -12,6 +11,7 @@ from strawberry.types.base import get_object_definition
 from creditgate.adapters.graphql.context import Info
 from creditgate.adapters.graphql.scalars import JSON, DateTime
 from creditgate.domain.model import WindowSize
+from creditgate.records import Aggregation as MeterAggregation
 from creditgate.records import EventInput
 from creditgate.records import Meter as MeterRecord
 from creditgate.services import events as event_svc
@@ -22,14 +22,8 @@ from creditgate.services import meters as svc
 strawberry.enum(WindowSize)
 
 
-@strawberry.enum
-class MeterAggregation(Enum):
-    SUM = "SUM"
-    COUNT = "COUNT"
-    AVG = "AVG"
-    MIN = "MIN"
-    MAX = "MAX"
-    UNIQUE_COUNT = "UNIQUE_COUNT"
+# The shared vocabulary (records.py), registered under the contract's name.
+strawberry.enum(MeterAggregation, name="MeterAggregation")
 
 
 @strawberry.type

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from creditgate.adapters.graphql.context import Info
+from creditgate.adapters.graphql.permissions import parent_subject, subject_field
 from creditgate.adapters.graphql.scalars import JSON, DateTime
 from creditgate.records import Subject as SubjectRecord
 from creditgate.services import subjects as svc
+from creditgate.services import tokens as token_svc
 
 if TYPE_CHECKING:
     from creditgate.adapters.graphql.access import AccessResult
@@ -26,16 +28,15 @@ class Subject:
     created_at: DateTime
     updated_at: DateTime
 
-    @strawberry.field
+    @subject_field(parent_subject)
     async def entitlements(self, info: Info, include_deleted: bool | None = False) -> list[Annotated[
             Entitlement, strawberry.lazy("creditgate.adapters.graphql.entitlements")]]:
         from creditgate.adapters.graphql import loaders
-        from creditgate.adapters.graphql.entitlements import of, reader
+        from creditgate.adapters.graphql.entitlements import of
 
-        await reader(info, self.key)
         return [of(e) for e in await loaders.subject_entitlements(info).load((self.key, bool(include_deleted)))]
 
-    @strawberry.field
+    @subject_field(parent_subject)
     async def access(self, info: Info, feature_key: str, at: datetime | None = None) -> Annotated[
             AccessResult, strawberry.lazy("creditgate.adapters.graphql.access")]:
         from creditgate.adapters.graphql.access import subject_access
@@ -68,7 +69,7 @@ class SubjectQuery:
         if found is None:
             ctx.principal.require_admin()
             return None
-        ctx.principal.require_subject(found.key)
+        await token_svc.authorize_subject_read(ctx.rt, ctx.principal, found.key)
         return Subject.of(found)
 
 

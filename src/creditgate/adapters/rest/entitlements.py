@@ -3,7 +3,6 @@ JSON string on the wire)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -26,14 +25,12 @@ from creditgate.adapters.rest.models import (
     ValueQuery,
 )
 from creditgate.adapters.rest.router import Call, api
-from creditgate.domain import current_usage_period
 from creditgate.domain.errors import BadInput, NotFound
-from creditgate.records import Entitlement, Reset
+from creditgate.records import Entitlement, EntitlementType
 from creditgate.services import entitlements as svc
 from creditgate.services import features as feature_svc
 from creditgate.services import history as history_svc
 from creditgate.services import values as value_svc
-from creditgate.services.balances import to_metered
 from creditgate.services.runtime import Runtime
 
 TAG = "Entitlements"
@@ -48,30 +45,25 @@ def config_text(config: Any) -> str | None:
     return None if config is None else orjson.dumps(config).decode()
 
 
-def entitlement_out(e: Entitlement, resets: list[Reset], now: datetime) -> EntitlementOut:
+def entitlement_out(e: Entitlement, periods: svc.UsagePeriods | None) -> EntitlementOut:
     out = EntitlementOut(id=e.id, type=e.type.lower(), feature_id=e.feature_id,
                          feature_key=e.feature_key, subject_key=e.subject_key, metadata=e.metadata,
                          created_at=e.created_at, updated_at=e.updated_at, deleted_at=e.deleted_at)
-    if e.type == "STATIC":
+    if e.type == EntitlementType.STATIC:
         out.config = config_text(e.config)
-    elif e.type == "METERED":
-        anchor = svc.current_anchor(e, resets)
-        start, end = current_usage_period(to_metered(e, resets), now)
-        assert anchor is not None and e.usage_period_interval is not None
+    elif periods is not None:  # METERED: the period fields as services compute them
         out.is_soft_limit, out.is_unlimited = e.is_soft_limit, False
         out.issue_after_reset, out.issue_after_reset_priority = num(e.issue_after_reset), e.issue_after_reset_priority
         out.measure_usage_from = e.measure_usage_from
-        out.usage_period = UsagePeriodOut(interval=e.usage_period_interval, anchor=anchor)
-        out.current_usage_period = Period(from_=start, to=end)
-        out.last_reset = start
+        out.usage_period = UsagePeriodOut(interval=periods.interval, anchor=periods.anchor)
+        out.current_usage_period = Period(from_=periods.current_from, to=periods.current_to)
+        out.last_reset = periods.last_reset
     return out
 
 
 async def entitlements_out(rt: Runtime, ents: list[Entitlement]) -> list[EntitlementOut]:
-    metered = [e.id for e in ents if e.type == "METERED"]
-    resets = await svc.resets_of(rt, metered) if metered else {}
-    now = rt.now()
-    return [entitlement_out(e, resets.get(e.id, []), now) for e in ents]
+    periods = await svc.usage_periods_of(rt, ents)
+    return [entitlement_out(e, periods.get(e.id)) for e in ents]
 
 
 async def subject_entitlement(c: Call, subject_key: str) -> Entitlement:

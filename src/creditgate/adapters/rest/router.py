@@ -20,6 +20,7 @@ from starlette.responses import Response
 from creditgate.adapters.rest.errors import HttpProblem
 from creditgate.domain.errors import BadInput
 from creditgate.services import subjects as subjects_svc
+from creditgate.services import tokens as token_svc
 from creditgate.services.auth import Principal
 from creditgate.services.runtime import Runtime
 
@@ -45,12 +46,11 @@ class Call:
         A subject token may only name its own subject. An unknown key is kept as is (entitlements
         create their subject on first use)."""
         id_or_key = self.path[name]
-        if id_or_key == self.principal.subject_key or not ULID.match(id_or_key):
-            self.principal.require_subject(id_or_key)
-            return id_or_key
-        found = await subjects_svc.get_subject(self.rt, id_or_key)
-        key = found.key if found else id_or_key
-        self.principal.require_subject(key)
+        key = id_or_key
+        if id_or_key != self.principal.subject_key and ULID.match(id_or_key):
+            found = await subjects_svc.get_subject(self.rt, id_or_key)
+            key = found.key if found else id_or_key
+        await token_svc.authorize_subject_read(self.rt, self.principal, key)
         return key
 
 
