@@ -8,17 +8,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from creditgate.adapters import web
 from creditgate.adapters.cache import open_cache
 from creditgate.adapters.graphql.app import GraphQLApp
 from creditgate.adapters.rest import metrics, rest_mount
 from creditgate.adapters.sql.db import Database
 from creditgate.adapters.sql.installation import read_installation_id
+from creditgate.adapters.web.cors import cors_middleware
 from creditgate.config import Settings
 from creditgate.services.runtime import Runtime
 
@@ -73,17 +73,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             gc.freeze()
             yield
 
-    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
-    graphql = GraphQLApp()
+    graphql = GraphQLApp(ide=web.graphiql)
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/graphql", graphql),  # GraphQLApp answers other methods with a JSON 405
             Route("/metrics", prometheus),
             rest_mount(),
+            *web.web_routes(),
         ],
-        middleware=[Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
-                               allow_headers=["authorization", "content-type"], max_age=600)],
+        middleware=[cors_middleware(settings.cors_origins)],
         lifespan=lifespan,
     )
     if runtime is not None:

@@ -1,15 +1,24 @@
-"""The /graphql endpoint: authenticates, answers the hot reads (fastpath.py), else hands over to Strawberry."""
+"""The /graphql endpoint: authenticates, answers the hot reads (fastpath.py), else hands over to Strawberry.
+
+GraphQL over HTTP (docs/graphql.md): a client whose Accept prefers `application/graphql-response+json`
+gets that media type, and request errors (parse, validation, variables) as 400 without a `data` entry;
+`application/json` answers stay as they were (200, `"data": null`). Every request the endpoint refuses
+(bad JSON, batching, unsupported content type, mutation over GET...) gets a GraphQL-shaped JSON error.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 from creditgate.adapters.graphql import fastpath
@@ -21,6 +30,47 @@ from creditgate.services.auth import Principal, authenticate
 from creditgate.services.runtime import Runtime
 
 NOBODY = Principal(admin=False)
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+_MEDIA = {True: GRAPHQL_RESPONSE + "; charset=utf-8", False: "application/json"}
+
+
+def prefers_graphql_response(accept: str) -> bool:
+    """Whether an Accept header ranks application/graphql-response+json at least as high as JSON."""
+    ranks = {GRAPHQL_RESPONSE: 0.0, "json": 0.0}
+    for part in accept.lower().split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        key = GRAPHQL_RESPONSE if media == GRAPHQL_RESPONSE else \
+            "json" if media in ("application/json", "application/*", "*/*") else None
+        if key:
+            ranks[key] = max(ranks[key], q)
+    return ranks[GRAPHQL_RESPONSE] > 0 and ranks[GRAPHQL_RESPONSE] >= ranks["json"]
+
+
+def refusal(status: int, message: str, code: str, graphql_response: bool,
+            headers: dict[str, str] | None = None) -> Response:
+    """A request error as GraphQL JSON; `"data": null` only in the legacy application/json shape."""
+    body: dict[str, Any] = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    if not graphql_response:
+        body = {"data": None, **body}
+    return Response(orjson.dumps(body), status_code=status, media_type=_MEDIA[graphql_response], headers=headers)
+
+
+class _SubResponse(Response):
+    """Strawberry's per-request response stub, remembering the media type the client asked for."""
+
+    def __init__(self, graphql_response: bool) -> None:
+        super().__init__()
+        self.status_code = None  # type: ignore[assignment]  # as Strawberry's: unset unless changed
+        del self.headers["content-length"]
+        self.graphql_response = graphql_response
 
 
 def _plain_json(request: Request) -> bool:
@@ -44,32 +94,60 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 class GraphQLApp(GraphQL[Context, None]):
-    def __init__(self) -> None:
+    def __init__(self, ide: Callable[[Request], Awaitable[Response]] | None = None) -> None:
         super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=True)
+        self.ide = ide  # GraphiQL with its assets served by creditgate itself (adapters/web)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            request = Request(scope)
-            wants_page = request.method == "GET" and "text/html" in request.headers.get("accept", "") \
-                and "query" not in request.query_params
-            if not wants_page:
-                rt: Runtime = scope["app"].state.runtime
-                try:
-                    principal = scope.setdefault("state", {})["principal"] = authenticate(
-                        rt, request.headers.get("authorization"))
-                except DomainError as exc:
-                    body = {"data": None, "errors": [{"message": exc.message, "extensions": {"code": exc.code}}]}
-                    await Response(orjson.dumps(body), status_code=401, media_type="application/json",
-                                   headers={"www-authenticate": "Bearer"})(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope)
+        gr = scope.setdefault("state", {})["graphql_response"] = prefers_graphql_response(
+            request.headers.get("accept", ""))
+        wants_page = request.method == "GET" and "text/html" in request.headers.get("accept", "") \
+            and "query" not in request.query_params
+        if not wants_page:
+            rt: Runtime = scope["app"].state.runtime
+            try:
+                principal = scope["state"]["principal"] = authenticate(rt, request.headers.get("authorization"))
+            except DomainError as exc:
+                await refusal(401, exc.message, exc.code, gr, {"www-authenticate": "Bearer"})(scope, receive, send)
+                return
+            if request.method == "POST" and "application/json" not in request.headers.get("content-type", ""):
+                await refusal(415, "send the request as application/json", "BAD_USER_INPUT", gr,
+                              {"accept-post": "application/json"})(scope, receive, send)
+                return
+            if request.method == "POST" and _plain_json(request):
+                payload = await Request(scope, receive).body()
+                answer = await fastpath.answer(rt, principal, payload)
+                if answer is not None:
+                    await Response(answer, media_type=_MEDIA[gr])(scope, receive, send)
                     return
-                if request.method == "POST" and _plain_json(request):
-                    payload = await Request(scope, receive).body()
-                    answer = await fastpath.answer(rt, principal, payload)
-                    if answer is not None:
-                        await Response(answer, media_type="application/json")(scope, receive, send)
-                        return
-                    receive = _replay(payload, receive)
-        await super().__call__(scope, receive, send)
+                receive = _replay(payload, receive)
+        try:
+            response = await self.run(Request(scope, receive))
+        except HTTPException as exc:
+            headers = {"allow": "GET, POST"} if exc.status_code == 405 else None
+            if isinstance(exc.__cause__, InvalidOperationTypeError):  # a mutation over GET
+                exc.status_code, headers = 405, {"allow": "POST"}
+            response = refusal(exc.status_code, exc.reason, "BAD_USER_INPUT", gr, headers)
+        await response(scope, receive, send)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return await self.ide(request) if self.ide else await super().render_graphql_ide(request)
+
+    async def get_sub_response(self, request: Request | Any) -> Response:
+        sub = _SubResponse(bool(getattr(request.state, "graphql_response", False)))
+        request.state.sub_response = sub
+        return sub
+
+    def create_response(self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+                        sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if isinstance(sub_response, _SubResponse) and sub_response.graphql_response:
+            response.headers["content-type"] = _MEDIA[True]
+        return response
 
     async def get_context(self, request: Any, response: Any) -> Context:
         # The GraphiQL page is served without credentials; it never executes anything.
@@ -80,6 +158,12 @@ class GraphQLApp(GraphQL[Context, None]):
         data: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
             data["errors"] = [format_error(e) for e in result.errors]
+            sub = getattr(request.state, "sub_response", None)
+            if isinstance(sub, _SubResponse) and sub.graphql_response and result.data is None \
+                    and all(e.path is None for e in result.errors):
+                # a request error (nothing was executed): 400 and no `data` entry
+                del data["data"]
+                sub.status_code = 400
         return data
 
     def encode_json(self, data: object) -> bytes:
