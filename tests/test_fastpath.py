@@ -40,19 +40,19 @@ async def world(gql: GQL) -> dict[str, Any]:
     return ent
 
 
-def spy(served: list[bool]) -> Callable[[Runtime, Any, bytes], Awaitable[bytes | None]]:
+def spy(served: list[bool]) -> Callable[..., Awaitable[bytes | None]]:
     """The fast path, noting in `served` whether it answered each request."""
     real = fastpath.answer
 
-    async def counting(rt: Runtime, principal: Any, body: bytes) -> bytes | None:
-        out = await real(rt, principal, body)
+    async def counting(rt: Runtime, principal: Any, body: bytes, state: Any = None) -> bytes | None:
+        out = await real(rt, principal, body, state)
         served.append(out is not None)
         return out
 
     return counting
 
 
-async def off(rt: Runtime, principal: Any, body: bytes) -> bytes | None:
+async def off(rt: Runtime, principal: Any, body: bytes, state: Any = None) -> bytes | None:
     """The fast path switched off: every request goes through Strawberry."""
     return None
 

@@ -9,13 +9,15 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from creditgate.adapters import http as edge
 from creditgate.adapters import web
 from creditgate.adapters.cache import open_cache
 from creditgate.adapters.graphql.app import GraphQLApp
-from creditgate.adapters.rest import metrics, rest_mount
+from creditgate.adapters.http.endpoints import prometheus, readyz
+from creditgate.adapters.rest import rest_mount
 from creditgate.adapters.sql.db import Database
 from creditgate.adapters.sql.installation import read_installation_id
 from creditgate.adapters.web.cors import cors_middleware
@@ -51,10 +53,6 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok" if ok else "database unavailable"}, status_code=200 if ok else 503)
 
 
-async def prometheus(request: Request) -> Response:
-    return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
-
-
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Starlette:
     """The ASGI app. With `runtime` given (tests), the caller owns its lifetime."""
     settings = settings or (runtime.settings if runtime else Settings())
@@ -77,12 +75,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/readyz", readyz),
             Route("/graphql", graphql),  # GraphQLApp answers other methods with a JSON 405
             Route("/metrics", prometheus),
             rest_mount(),
             *web.web_routes(),
         ],
-        middleware=[cors_middleware(settings.cors_origins)],
+        middleware=[edge.observe(settings), cors_middleware(settings.cors_origins), *edge.limits(settings)],
         lifespan=lifespan,
     )
     if runtime is not None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +22,14 @@ class Settings(BaseSettings):
     value_cache: bool = True
     snapshots: bool = True
     cors_origins: str = "*"
+    # HTTP edge (adapters/http; docs/operations.md): limits, metrics, logs, shutdown.
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1)
+    token_rate: float = Field(50.0, ge=0)  # requests per second per subject token; 0 disables
+    token_burst: int = Field(100, ge=1)
+    metrics_public: bool = False
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = True
+    shutdown_timeout: int = Field(30, ge=0)  # seconds SIGTERM waits for requests in flight
 
     @property
     def api_key_set(self) -> frozenset[str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from creditgate import metrics
 from creditgate.adapters.sql import events as repo
 from creditgate.adapters.sql import meters as meter_repo
 from creditgate.adapters.sql.events import MinuteDelta, MinuteValue, NewEvent
@@ -253,6 +254,7 @@ async def ingest_events(rt: Runtime, events: Sequence[EventInput]) -> IngestResu
             await invalidation.usage_changed_in_tx(s, touches)
     if touches:
         await invalidation.usage_changed(rt, touches)
+    metrics.count_events(len(fed), len(events) - len(fed))
     return IngestResult(accepted=len(fed), duplicates=len(events) - len(fed))
 
 

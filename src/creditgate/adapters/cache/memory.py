@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import count
 
+from creditgate import metrics
 from creditgate.adapters.cache.base import Hit, PutItem
 
 Key = tuple[str, str]
@@ -40,6 +41,7 @@ class MemoryCache:
     async def get_many(self, keys: Sequence[Key]) -> list[Hit]:
         now = self._clock()
         hits = []
+        found = 0
         for group, key in keys:
             generation = self._generations.get(group, 0)
             entry = self._entries.get((group, key))
@@ -48,9 +50,11 @@ class MemoryCache:
                 if entry.generation == generation and (entry.expires_at is None or entry.expires_at > now):
                     self._entries.move_to_end((group, key))
                     value = entry.value
+                    found += 1
                 else:
                     self._drop((group, key))
             hits.append(Hit(value, generation))
+        metrics.count_cache(found, len(hits) - found)
         return hits
 
     async def put_many(self, items: Sequence[PutItem]) -> None:

@@ -39,6 +39,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import DataError, RedisError
 from redis.typing import EncodableT
 
+from creditgate import metrics
 from creditgate.adapters.cache.base import Hit, PutItem
 
 log = logging.getLogger("creditgate.cache")
@@ -167,6 +168,7 @@ class RedisCache:
         if not keys:
             return []
         if not self._reachable():
+            metrics.count_cache(0, len(keys))
             return [Hit(None, None) for _ in keys]
         groups = list(dict.fromkeys(group for group, _ in keys))
         entry = self.namespace + "v:"
@@ -183,6 +185,7 @@ class RedisCache:
                 values = await self.client.mget(names)
         except ERRORS as exc:
             self._failed(exc)
+            metrics.count_cache(0, len(keys))
             return [Hit(None, None) for _ in keys]
         self._up()
         epoch: bytes = values[0] or b""
@@ -192,10 +195,13 @@ class RedisCache:
             tokens[group] = (gen or b"", epoch)
             heads[group] = gen + epoch if gen and epoch else None
         hits = []
+        found = 0
         for (group, _), raw in zip(keys, values[1 + len(groups):], strict=True):
             head = heads[group]
             ok = raw is not None and head is not None and raw.startswith(head)
+            found += ok
             hits.append(Hit(raw[2 * NONCE:] if ok else None, tokens[group]))
+        metrics.count_cache(found, len(hits) - found)
         return hits
 
     async def put_many(self, items: Sequence[PutItem]) -> None:
@@ -298,6 +304,7 @@ class RedisCache:
         return not self._down or self._clock() >= self._retry_at
 
     def _failed(self, exc: BaseException) -> None:
+        metrics.cache_errors.inc()
         if not self._down:
             log.warning("value cache: Redis unavailable (%s: %s); answers come from the database",
                         type(exc).__name__, exc)

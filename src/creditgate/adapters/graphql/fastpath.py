@@ -44,6 +44,7 @@ from graphql import (
 )
 from strawberry.schema.schema import validate_document
 
+from creditgate.adapters.graphql.labels import bounded
 from creditgate.adapters.graphql.limits import MAX_EVENTS, MAX_LIST, MAX_TOKENS, RULES
 from creditgate.adapters.graphql.meters import CloudEventInput, _event_from_input
 from creditgate.adapters.graphql.schema import schema
@@ -273,8 +274,10 @@ async def _execute(plan: Plan, rt: Runtime, principal: Principal, args: dict[str
     return [_access(a, plan) for a in answers]
 
 
-async def answer(rt: Runtime, principal: Principal, body: bytes) -> bytes | None:
-    """The response body for a qualifying POST body, or None: use the full path."""
+async def answer(rt: Runtime, principal: Principal, body: bytes,
+                 state: dict[str, Any] | None = None) -> bytes | None:
+    """The response body for a qualifying POST body, or None: use the full path. An answered request's
+    operation label (labels.py) goes into `state` (the request's, read by adapters/http)."""
     if _LONG_NUMBER in body.translate(_DIGITS):
         return None  # orjson reads integers beyond 64 bits as floats, Strawberry's json.loads as ints
     try:
@@ -295,4 +298,6 @@ async def answer(rt: Runtime, principal: Principal, body: bytes) -> bytes | None
         result = await _execute(plan, rt, principal, _arguments(plan, variables or {}))
     except Exception:  # Fallback, DomainError, anything unexpected: the full path answers (and logs)
         return None
+    if state is not None:
+        state["operation"] = bounded(plan.operation_name)
     return orjson.dumps({"data": {plan.key: result}})

@@ -8,7 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from creditgate.adapters.rest import metrics
+from creditgate import metrics
+from creditgate.adapters.rest import PREFIX
 from creditgate.adapters.rest.errors import HttpProblem, error_response
 from creditgate.adapters.rest.router import Call, Op, Registry, api
 from creditgate.services import tokens as token_svc
@@ -34,6 +35,8 @@ class RestApp:
     def __init__(self, registry: Registry = api) -> None:
         # Literal segments win over parameters ("/portal/tokens/invalidate" before "{x}" routes).
         self.ops = sorted(registry.ops, key=lambda o: -sum(not s.startswith("{") for s in o.segments))
+        # the latency label of each operation: method and route template (adapters/http)
+        self.labels = {op.op_id: f"{op.method} {PREFIX}{op.path}" for op in self.ops}
 
     def find(self, method: str, segments: list[str]) -> tuple[Op, dict[str, str]]:
         allowed = False
@@ -57,6 +60,7 @@ class RestApp:
         try:
             op, params = self.find(request.method, route_segments(scope))
             op_id = op.op_id
+            scope.setdefault("state", {})["operation"] = self.labels[op_id]
             response = await self.run(op, params, request)
         except Exception as exc:  # the one place errors become problems
             response = error_response(exc, instance)

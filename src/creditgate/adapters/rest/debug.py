@@ -3,11 +3,11 @@ as a JSON string; scrapers read the same text as text/plain from /metrics."""
 
 from __future__ import annotations
 
-from creditgate.adapters.rest import metrics
+from creditgate import metrics
 from creditgate.adapters.rest.router import Call, api
 
 
 @api.route("GET", "/debug/metrics", op_id="getDebugMetrics", tag="Debug",
            summary="Metrics in the Prometheus text format, as a JSON string", response=str)
 async def debug_metrics(c: Call) -> str:
-    return metrics.render()
+    return metrics.render().decode()

@@ -75,6 +75,16 @@ class Database:
             return False
         return True
 
+    def pool_usage(self) -> tuple[int, int]:
+        """(connections checked out, tasks waiting for one), for the metrics; (0, 0) where unknown."""
+        pool = self.engine.pool
+        checkedout = getattr(pool, "checkedout", None)
+        in_use = int(checkedout()) if callable(checkedout) else 0
+        # The async queue pool waits on an asyncio.Queue, created on first use.
+        queue = getattr(getattr(pool, "_pool", None), "__dict__", {}).get("_queue")
+        waiters = getattr(queue, "_getters", ())
+        return in_use, sum(1 for w in waiters if not w.done())
+
     async def close(self) -> None:
         await self.engine.dispose()
 
