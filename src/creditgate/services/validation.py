@@ -70,6 +70,8 @@ def optional_text(value: Any, what: str, *, max_len: int = MAX_TEXT) -> str | No
 
 def lookup(value: str, what: str) -> str:
     """An id, key or slug to look something up by: storable and at most MAX_TEXT characters."""
+    if value.isascii() and "\x00" not in value and len(value) <= MAX_TEXT:  # the usual case, first (hot path)
+        return value
     if len(value) > MAX_TEXT:
         raise BadInput(f"{what} must be at most {MAX_TEXT} characters")
     return storable(value, what)

@@ -137,7 +137,7 @@ async def entitlement_input(c: Call) -> svc.EntitlementInput:
         raise BadInput("featureId or featureKey is required")
     up = b.usage_period
     return svc.EntitlementInput(
-        type=b.type.upper(), feature_key=feature_key, metadata=b.metadata,
+        type=EntitlementType(b.type.upper()), feature_key=feature_key, metadata=b.metadata,
         usage_period_interval=up.interval if up else None, usage_period_anchor=up.anchor if up else None,
         has_usage_period=up is not None, is_soft_limit=b.is_soft_limit, measure_usage_from=b.measure_usage_from,
         issue_after_reset=b.issue_after_reset, issue_after_reset_priority=b.issue_after_reset_priority,

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
+from creditgate.records import Aggregation  # the shared vocabulary, as GraphQL's MeterAggregation
 from creditgate.timefmt import format_rfc3339, parse_rfc3339
 
 
@@ -92,7 +93,6 @@ class FeatureListQuery(Page):
 
 # ---- meters and events ----------------------------------------------------------------------------------
 
-Aggregation = Literal["SUM", "COUNT", "UNIQUE_COUNT", "AVG", "MIN", "MAX"]
 WindowSize = Literal["MINUTE", "HOUR", "DAY"]
 
 
