@@ -7,9 +7,13 @@ import asyncio
 import ipaddress
 import os
 import pathlib
+import shutil
 import sys
+import tempfile
 
 from creditgate.config import Settings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as creditgate.metrics reads it (not imported here: it must come first)
 
 
 def is_loopback(host: str) -> bool:
@@ -101,9 +105,37 @@ def serve(args: argparse.Namespace) -> int:
         f"redis, key namespace {redis_namespace(settings, installation)!r}" if settings.redis_url else "in-process")
     print(f"creditgate on http://{args.host}:{args.port}/graphql (database: "
           f"{settings.database_url.split('@')[-1]}, installation {installation}, cache: {cache})", file=sys.stderr)
-    uvicorn.run("creditgate.app:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level, access_log=False)
+    from creditgate.adapters.http.logs import log_config
+
+    own_dir = metrics_dir(args.workers)
+    try:
+        # Our access log (adapters/http) replaces uvicorn's; SIGTERM lets requests in flight finish,
+        # for at most shutdown_timeout seconds (an ingest cut short rolls back whole).
+        uvicorn.run("creditgate.app:create_app", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level=args.log_level, access_log=not settings.access_log,
+                    log_config=log_config(settings.log_format, args.log_level),
+                    timeout_graceful_shutdown=settings.shutdown_timeout)
+    finally:
+        if own_dir:
+            shutil.rmtree(own_dir, ignore_errors=True)
     return 0
+
+
+def metrics_dir(workers: int) -> str | None:
+    """Several workers share their metrics through files in PROMETHEUS_MULTIPROC_DIR (creditgate/metrics.py):
+    a given directory is emptied, else a temporary one is made (its path returned, removed at exit)."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = pathlib.Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for old in path.glob("*.db"):  # samples of an earlier run
+            old.unlink()
+        return None
+    if workers <= 1:
+        return None
+    made = tempfile.mkdtemp(prefix="creditgate-metrics-")
+    os.environ[MULTIPROC_ENV] = made
+    return made
 
 
 def main(argv: list[str] | None = None) -> int:
