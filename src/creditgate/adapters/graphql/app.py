@@ -21,9 +21,11 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
+from creditgate import metrics
 from creditgate.adapters.graphql import fastpath
 from creditgate.adapters.graphql.context import Context
 from creditgate.adapters.graphql.errors import format_error
+from creditgate.adapters.graphql.labels import operation_label
 from creditgate.adapters.graphql.schema import schema
 from creditgate.domain.errors import DomainError
 from creditgate.services.auth import Principal, authenticate
@@ -120,7 +122,7 @@ class GraphQLApp(GraphQL[Context, None]):
                 return
             if request.method == "POST" and _plain_json(request):
                 payload = await Request(scope, receive).body()
-                answer = await fastpath.answer(rt, principal, payload)
+                answer = await fastpath.answer(rt, principal, payload, scope["state"])
                 if answer is not None:
                     await Response(answer, media_type=_MEDIA[gr])(scope, receive, send)
                     return
@@ -149,6 +151,14 @@ class GraphQLApp(GraphQL[Context, None]):
             response.headers["content-type"] = _MEDIA[True]
         return response
 
+    async def execute_operation(self, request: Any, request_adapter: Any, request_data: Any, context: Any,
+                                root_value: Any, sub_response: Any) -> Any:
+        # the latency label (adapters/http); Strawberry has parsed the body into request_data
+        request.state.operation = "(batch)" if isinstance(request_data, list) else \
+            operation_label(request_data.operation_name, request_data.query)
+        return await super().execute_operation(request, request_adapter, request_data, context, root_value,
+                                               sub_response)
+
     async def get_context(self, request: Any, response: Any) -> Context:
         # The GraphiQL page is served without credentials; it never executes anything.
         principal = getattr(request.state, "principal", NOBODY)
@@ -157,7 +167,11 @@ class GraphQLApp(GraphQL[Context, None]):
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         data: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
-            data["errors"] = [format_error(e) for e in result.errors]
+            formatted = [format_error(e) for e in result.errors]
+            data["errors"] = list[object](formatted)
+            for error in formatted:
+                metrics.count_error("graphql", str((error.get("extensions") or {}).get("code", "INTERNAL")))
+            request.state.errors_counted = True  # adapters/http counts the others by status
             sub = getattr(request.state, "sub_response", None)
             if isinstance(sub, _SubResponse) and sub.graphql_response and result.data is None \
                     and all(e.path is None for e in result.errors):
