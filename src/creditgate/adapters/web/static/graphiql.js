@@ -74,9 +74,34 @@
     return httpFetcher(params, opts);
   }
 
+  // GraphiQL's history keeps each run's headers in localStorage even when headers are not to be
+  // persisted: this storage drops them (and any in saved tabs) unless "persist headers" is on.
+  function withoutHeaders(value) {
+    if (Array.isArray(value)) return value.map(withoutHeaders);
+    if (!value || typeof value !== 'object') return value;
+    const out = {};
+    for (const [k, v] of Object.entries(value)) out[k] = k === 'headers' ? null : withoutHeaders(v);
+    return out;
+  }
+  const storage = {
+    getItem: (key) => localStorage.getItem(key),
+    setItem: function (key, value) {
+      if (localStorage.getItem('graphiql:shouldPersistHeaders') !== 'true' && /:(queries|tabState)$/.test(key)) {
+        try { value = JSON.stringify(withoutHeaders(JSON.parse(value))); } catch (e) { return; }
+      }
+      localStorage.setItem(key, value);
+    },
+    removeItem: (key) => localStorage.removeItem(key),
+    clear: function () {
+      for (const key of Object.keys(localStorage)) if (key.startsWith('graphiql:')) localStorage.removeItem(key);
+    },
+    get length() { return Object.keys(localStorage).filter((k) => k.startsWith('graphiql:')).length; },
+  };
+
   const root = ReactDOM.createRoot(document.getElementById('graphiql'));
   root.render(React.createElement(GraphiQL, {
     fetcher: fetcher,
+    storage: storage,
     defaultHeaders: '{\n  "Authorization": "Bearer <API key or subject token>"\n}',
     shouldPersistHeaders: false,
     defaultEditorToolsVisibility: 'headers',
