@@ -20,7 +20,7 @@ from creditgate.adapters.http.endpoints import prometheus, readyz
 from creditgate.adapters.rest import rest_mount
 from creditgate.adapters.sql.db import Database
 from creditgate.adapters.sql.installation import read_installation_id
-from creditgate.adapters.web.cors import cors_middleware
+from creditgate.adapters.web.cors import cors_middleware, origin_checker
 from creditgate.config import Settings
 from creditgate.services.runtime import Runtime
 
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             gc.freeze()
             yield
 
-    graphql = GraphQLApp(ide=web.graphiql)
+    graphql = GraphQLApp(ide=web.graphiql, origin_allowed=origin_checker(settings.cors_origins))
     app = Starlette(
         routes=[
             Route("/healthz", healthz),

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from creditgate.adapters.graphql.app import prefers_graphql_response
-from creditgate.adapters.web.cors import parse_origins
+from creditgate.adapters.web.cors import origin_checker, parse_origins
 from creditgate.app import create_app
 from creditgate.services.runtime import Runtime
 from tests.rest.conftest import API_KEY, Server
@@ -148,6 +148,14 @@ def test_origin_patterns() -> None:
                   "example.com", "https://*", "https://x.example.com/path"):
         with pytest.raises(ValueError, match="CREDITGATE_CORS_ORIGINS"):
             parse_origins(wrong)
+
+
+def test_websocket_origins_follow_the_same_list() -> None:
+    allowed = origin_checker("https://app.example.com, https://*.example.org")
+    assert allowed("https://app.example.com") and allowed("https://x.example.org")
+    assert not allowed("https://example.org") and not allowed("https://evil.io") and not allowed("null")
+    assert origin_checker("*")("https://anything.io")
+    assert not origin_checker("")("https://app.example.com")
 
 
 async def test_cors_preflight_and_exposed_headers(rt: Runtime) -> None:

@@ -96,9 +96,16 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 class GraphQLApp(GraphQL[Context, None]):
-    def __init__(self, ide: Callable[[Request], Awaitable[Response]] | None = None) -> None:
+    def __init__(self, ide: Callable[[Request], Awaitable[Response]] | None = None,
+                 origin_allowed: Callable[[str], bool] | None = None) -> None:
         super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=True)
         self.ide = ide  # GraphiQL with its assets served by creditgate itself (adapters/web)
+        self.origin_allowed = origin_allowed  # WebSocket origins: CREDITGATE_CORS_ORIGINS (adapters/web)
+
+    def is_websocket_origin_allowed(self, request: Any, origin: str) -> bool:
+        if self.origin_allowed is None:
+            return super().is_websocket_origin_allowed(request, origin)
+        return self.origin_allowed(origin)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

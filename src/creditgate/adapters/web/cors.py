@@ -8,6 +8,7 @@ start of the host (`https://*.example.com`) or for any port (`http://localhost:*
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -71,3 +72,12 @@ def cors_middleware(spec: str) -> Middleware:
     origins, regex = parse_origins(spec)
     return Middleware(CORSMiddleware, allow_origins=origins, allow_origin_regex=regex, allow_methods=METHODS,
                       allow_headers=ALLOW_HEADERS, expose_headers=EXPOSE_HEADERS, max_age=600)
+
+
+def origin_checker(spec: str) -> Callable[[str], bool]:
+    """Whether a browser origin may connect, by the same list: for WebSocket handshakes, which CORS
+    does not cover (the /graphql subscriptions)."""
+    exact, regex = parse_origins(spec)
+    pattern = re.compile(regex) if regex else None
+    any_origin = "*" in exact
+    return lambda origin: any_origin or origin in exact or bool(pattern and pattern.fullmatch(origin))
