@@ -189,11 +189,6 @@ def test_services_import_no_framework_and_no_adapter_internals() -> None:
     assert _violations(files, service_violation) == []
 
 
-# Edges still being removed by other work; strict: the mark must go once the edge is gone.
-PENDING = {"graphql": "issue 8 part B: graphql/loaders.py still reads adapters.sql directly (to go through services)"}
-
-
-@pytest.mark.parametrize("package", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=PENDING[p]))
-                                     if p in PENDING else p for p in ADAPTERS])
+@pytest.mark.parametrize("package", ADAPTERS)
 def test_an_adapter_imports_no_other_adapter_nor_the_wiring(package: str) -> None:
     assert _violations(_files(PKG / "adapters" / package), lambda n: adapter_violation(package, n)) == []
