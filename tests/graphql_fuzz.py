@@ -23,6 +23,7 @@ from schemathesis import GenerationMode
 from schemathesis.graphql import nodes
 
 SEED = 20241115
+TIMEOUT = 60  # seconds: a document the server cannot answer in this time is a failure (work without bound)
 JSON_MEDIA = ("application/json", "application/graphql-response+json")
 # Data for generated lookups to find (hypothesis often draws short strings such as "0").
 SETUP = """mutation {
@@ -47,7 +48,8 @@ def _datetimes(now: datetime) -> st.SearchStrategy[str]:
     # hypothesis wants naive bounds; `timezones` makes the values aware
     valid = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),  # noqa: DTZ001
                          timezones=offsets)
-    return st.one_of(near, near, valid.map(lambda d: d.isoformat()), valid.map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")),
+    return st.one_of(near, near, valid.map(lambda d: d.isoformat()),
+                     valid.map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")),
                      st.sampled_from(["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2024-02-30T00:00:00Z",
                                       "2024-01-15T12:00:00", "2024-01-15", "", "\x00"]),
                      st.text(max_size=30))
@@ -88,7 +90,8 @@ def register_scalars(known: list[str], now: datetime) -> None:
     schemathesis.graphql.scalar("String", _texts(known).map(nodes.String))
     schemathesis.graphql.scalar("ID", _texts(known).map(nodes.String))
     schemathesis.graphql.scalar("Int", st.one_of(
-        st.integers(1, 10), st.integers(-(2**31), 2**31 - 1), st.sampled_from([0, -1, 1, 255, 256, 1000, 1001, 2**31 - 1, -(2**31)]))
+        st.integers(1, 10), st.integers(-(2**31), 2**31 - 1),
+        st.sampled_from([0, -1, 1, 255, 256, 1000, 1001, 2**31 - 1, -(2**31)]))
         .map(nodes.Int))
     schemathesis.graphql.scalar("Float", st.one_of(
         st.integers(1, 1000).map(float), st.floats(allow_nan=False, allow_infinity=False),
@@ -157,7 +160,7 @@ def fuzz(url: str, headers: dict[str, str], now: datetime, examples: int, negati
     `now` (the server's clock), strings around the names that exist, so that some documents get through."""
     report = Report()
     wanted = set(only)
-    with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+    with httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as http:
         schema = load_schema(url, headers, known_names(http), now)
         for result in schema.get_all_operations():
             operation = result.ok()
@@ -178,9 +181,13 @@ def _runner(http: httpx.Client, report: Report, operation: Any, name: str, mode:
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: schemathesis.Case[Any]) -> None:
         # ASCII JSON: lone surrogates travel as \uXXXX escapes, as a browser may send them
-        resp = http.post("/graphql", content=json.dumps({"query": case.body}).encode(),
-                         headers={"content-type": "application/json"})
         report.examples[name] += 1
+        try:
+            resp = http.post("/graphql", content=json.dumps({"query": case.body}).encode(),
+                             headers={"content-type": "application/json"})
+        except httpx.TimeoutException:
+            report.failures.append(Failure(name, f"no answer within {TIMEOUT} s", str(case.body)))
+            return
         problem = problem_of(resp)
         if problem is not None:
             report.failures.append(Failure(name, problem, str(case.body)))

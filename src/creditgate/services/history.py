@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from creditgate.adapters.sql import snapshots as snap_repo
@@ -14,6 +14,12 @@ from creditgate.records import Entitlement, EntitlementType
 from creditgate.services import validation
 from creditgate.services.balances import Bundle, Op, load_bundles, run_ops
 from creditgate.services.runtime import Runtime
+
+# A history is computed window by window: its range may hold at most this many windows
+# (MINUTE: ~69 days, HOUR: ~11 years, DAY: ~273 years), so that no request can ask for billions.
+MAX_WINDOWS = 100_000
+WINDOW = {WindowSize.MINUTE: timedelta(minutes=1), WindowSize.HOUR: timedelta(hours=1),
+          WindowSize.DAY: timedelta(days=1)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,9 @@ async def history(rt: Runtime, ent: Entitlement, window_size: str, from_: dateti
             raise BadInput("`from` is before measureUsageFrom")
         if b <= a:
             raise BadInput("`to` must be after `from`")
+        if (b - a) / WINDOW[WindowSize(window_size)] > MAX_WINDOWS:
+            raise BadInput(f"`from` to `to` spans more than {MAX_WINDOWS} {window_size} windows: "
+                           "narrow the range or take larger windows")
         if rt.settings.snapshots:
             bundle.snapshot = (await snap_repo.latest_at_or_before(s, {ent.id: ceil_m(a)})).get(ent.id)
         assert bundle.metered is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -125,9 +124,17 @@ async def query_meter(rt: Runtime, id_or_slug: str, *, from_: datetime | None = 
             rows = await repo.aggregates(s, meter.id, from_, to, subjects=subjects,
                                          by_subject=by_subject, by_minute=by_minute)
     minutes = window_size == WindowSize.MINUTE
-    edges = [from_]
+    # the HOUR/DAY window of each minute with data, clipped to [from, to): found from the data, never by
+    # listing every window of the range (a range over centuries is cheap, docs/semantics.md §1)
+    window_of: dict[datetime, tuple[datetime, datetime]] = {}
     if window_size is not None and not minutes:
-        edges += window_edges(from_, to, WindowSize(window_size), tz)
+        current = (to, to)
+        for m in sorted({r.minute for r in rows if r.minute is not None}):
+            if not current[0] <= m < current[1]:
+                start = floor_window(m, window_size, tz)
+                current = (max(start, from_), min(ceil_window(start + MINUTE, window_size, tz), to))
+            window_of[m] = current
+    ends: dict[datetime, datetime] = dict(window_of.values())
     group_names = [n for n in names if n != "subject"]
     cells: dict[tuple[datetime, str, tuple[str | None, ...]], _Cell] = {}
     parsed: dict[str, dict[str, str | None]] = {}
@@ -142,7 +149,7 @@ async def query_meter(rt: Runtime, id_or_slug: str, *, from_: datetime | None = 
         elif minutes:
             start = r.minute
         else:
-            start = edges[bisect_right(edges, r.minute) - 1]
+            start = window_of[r.minute][0]
         key = (start, r.subject or "", tuple(groups.get(n) for n in group_names))
         cell = cells.get(key)
         if cell is None:
@@ -164,8 +171,7 @@ async def query_meter(rt: Runtime, id_or_slug: str, *, from_: datetime | None = 
         elif minutes:
             end = start + MINUTE
         else:
-            i = bisect_right(edges, start)
-            end = edges[i] if i < len(edges) else to
+            end = ends[start]
         out.append(MeterQueryRow(window_start=start, window_end=end, value=_value(meter.aggregation, cell),
                                  subject=subject if by_subject else None,
                                  group_by=dict(zip(group_names, values, strict=True))))
