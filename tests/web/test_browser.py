@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pathlib
 
@@ -96,3 +97,37 @@ async def test_page_on_another_origin_with_a_subject_token(context: BrowserConte
         await page.goto(f"http://127.0.0.2:{port}/index.html#api={web.url}&token={token}")
         await expect(page.locator("#out")).to_have_text("blocked: TypeError", timeout=15000)
     await page.close()
+
+
+async def test_graphiql_subscription_sends_the_header_in_connection_init(page: Watched, web: Server) -> None:
+    """A subscription typed in GraphiQL goes over graphql-transport-ws with the Headers tab's
+    Authorization in connection_init (a scripted server answers here)."""
+    from tests.web.test_live import ScriptedServer
+
+    server = ScriptedServer()
+    p = page.page
+    await p.route_web_socket("**/graphql", server.handle)
+    await p.goto(f"{web.url}/graphql")
+    for editor, text in [(".graphiql-editor-tool .CodeMirror", json.dumps({"Authorization": f"Bearer {API_KEY}"})),
+                         (".graphiql-query-editor .CodeMirror",
+                          'subscription { entitlementValues(subjectKey: "acme") { featureKey cause ')]:
+        await p.locator(editor).locator("visible=true").first.click()
+        await p.keyboard.press("Control+A")
+        await p.keyboard.press("Delete")
+        await p.keyboard.type(text)
+        await p.keyboard.press("Escape")
+    for _ in range(5):  # as above: until GraphiQL has taken the edits in
+        await p.locator(".graphiql-execute-button").click()
+        try:
+            await asyncio.wait_for(server.subscribed.wait(), 2)
+            break
+        except TimeoutError:
+            continue
+    subscribe = [m for m in server.received if m["type"] == "subscribe"][-1]
+    init = [m for m in server.received if m["type"] == "connection_init"][-1]
+    assert init["payload"] == {"Authorization": f"Bearer {API_KEY}"}
+    assert "entitlementValues" in subscribe["payload"]["query"]
+    server.next("ai", "01ENT", {"hasAccess": True, "balance": 7.0, "usage": 3.0, "overage": 0.0, "config": None},
+                "INGEST")
+    await expect(p.locator(".graphiql-response")).to_contain_text('"cause": "INGEST"')
+    assert page.outside == [] and page.errors == []
