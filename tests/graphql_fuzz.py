@@ -23,12 +23,19 @@ from schemathesis import GenerationMode
 from schemathesis.graphql import nodes
 
 SEED = 20241115
+REMOVING = {"archiveFeature", "deleteSubject", "deleteMeter", "deleteEntitlement", "voidGrant"}
 TIMEOUT = 60  # seconds: a document the server cannot answer in this time is a failure (work without bound)
 JSON_MEDIA = ("application/json", "application/graphql-response+json")
-# Data for generated lookups to find (hypothesis often draws short strings such as "0").
+# Data for generated lookups to find. Hypothesis often draws the same string for every argument of a
+# document, so "cust" names a subject, a meter, its event type and a feature with a metered entitlement.
 SETUP = """mutation {
   createMeter(input: {slug: "tokens", eventType: "prompt", aggregation: SUM, valueProperty: "$.tokens",
                       groupBy: {model: "$.model"}}) { id }
+  cm: createMeter(input: {slug: "cust", eventType: "cust", aggregation: COUNT}) { id }
+  cf: createFeature(input: {key: "cust", name: "cust", meterSlug: "cust"}) { id }
+  ce: createEntitlement(subjectKey: "cust", input: {type: METERED, featureKey: "cust",
+      usagePeriod: {interval: DAY, anchor: "2000-01-01T00:00:00Z"},
+      measureUsageFrom: "2000-01-01T00:00:00Z"}) { id }
   ai: createFeature(input: {key: "ai", name: "AI", meterSlug: "tokens"}) { id }
   sso: createFeature(input: {key: "sso", name: "SSO"}) { id }
   zero: createFeature(input: {key: "0", name: "0"}) { id }
@@ -37,7 +44,8 @@ SETUP = """mutation {
       usagePeriod: {interval: DAY}, issueAfterReset: 10}) { id }
   b: createEntitlement(subjectKey: "cust", input: {type: BOOLEAN, featureKey: "sso"}) { id }
   s: createEntitlement(subjectKey: "a", input: {type: STATIC, featureKey: "0", config: {seats: 1}}) { id }
-  ingestEvents(events: [{id: "1", source: "s", type: "prompt", subject: "cust", data: {tokens: 3}}]) { accepted }
+  ingestEvents(events: [{id: "1", source: "s", type: "prompt", subject: "cust", data: {tokens: 3}},
+                        {id: "2", source: "s", type: "cust", subject: "cust", data: {}}]) { accepted }
 }"""
 
 
@@ -70,15 +78,20 @@ def _json_values() -> st.SearchStrategy[graphql.ValueNode]:
     def nest(children: st.SearchStrategy[graphql.ValueNode]) -> st.SearchStrategy[graphql.ValueNode]:
         return st.one_of(st.lists(children, max_size=4).map(nodes.List), objects(children))
 
-    return st.recursive(leaves, nest, max_leaves=12)
+    flat = st.dictionaries(st.sampled_from(["plan", "k", "seats"]), st.text(string.ascii_letters, max_size=5),
+                           max_size=2).map(lambda d: nodes.Object([graphql.ObjectFieldNode(
+                               name=graphql.NameNode(value=k), value=nodes.String(v)) for k, v in d.items()]))
+    # flat string objects first (valid metadata and config, so that documents get through), then anything
+    return st.one_of(flat, flat, st.recursive(leaves, nest, max_leaves=12))
 
 
 def _texts(known: list[str]) -> st.SearchStrategy[str]:
     """Strings for every String and ID argument: names of existing things, ordinary and hostile text."""
     any_char = st.characters(min_codepoint=0, max_codepoint=0x10FFFF, categories=None)  # lone surrogates too
     names = st.sampled_from(known)
+    main = st.sampled_from(known[:3])  # "cust" (see SETUP), "ai", "UTC"
     return st.one_of(
-        names, names, names, st.text(max_size=16), st.text(any_char, max_size=8),
+        main, main, names, names, st.text(max_size=16), st.text(any_char, max_size=8),
         st.tuples(st.sampled_from(known), st.sampled_from(["\x00", "\ud800", " ", "\u202e", "%00"]))
         .map("".join),
         st.sampled_from(["", " ", "\x00", "a" * 300, "a" * 5000, "$", "$.", "$[", "../x", "null"]))
@@ -90,11 +103,12 @@ def register_scalars(known: list[str], now: datetime) -> None:
     schemathesis.graphql.scalar("String", _texts(known).map(nodes.String))
     schemathesis.graphql.scalar("ID", _texts(known).map(nodes.String))
     schemathesis.graphql.scalar("Int", st.one_of(
-        st.integers(1, 10), st.integers(-(2**31), 2**31 - 1),
+        st.integers(1, 10), st.integers(1, 10), st.integers(1, 10), st.integers(-(2**31), 2**31 - 1),
         st.sampled_from([0, -1, 1, 255, 256, 1000, 1001, 2**31 - 1, -(2**31)]))
         .map(nodes.Int))
     schemathesis.graphql.scalar("Float", st.one_of(
-        st.integers(1, 1000).map(float), st.floats(allow_nan=False, allow_infinity=False),
+        st.integers(1, 1000).map(float), st.integers(1, 1000).map(float), st.integers(1, 1000).map(float),
+        st.floats(allow_nan=False, allow_infinity=False),
         st.sampled_from([0.0, -0.0, 1e-9, 0.1, 1.0, 5.0, 100.0, 1e26, 1e27, 1e308, -1e308, 5e-324]))
         .map(nodes.Float))
 
@@ -146,7 +160,7 @@ def known_names(http: httpx.Client) -> list[str]:
     """Keys the SETUP data uses and the ids the server gave it."""
     data = http.post("/graphql", json={"query": KNOWN_IDS}).json().get("data") or {}
     ids = [row["id"] for rows in data.values() for row in rows]
-    return ["cust", "ai", "sso", "0", "a", "tokens", "prompt", *ids]
+    return ["cust", "ai", "UTC", "sso", "0", "a", "tokens", "prompt", *ids]
 
 
 def load_schema(url: str, headers: dict[str, str], known: list[str], now: datetime) -> Any:
@@ -162,8 +176,11 @@ def fuzz(url: str, headers: dict[str, str], now: datetime, examples: int, negati
     wanted = set(only)
     with httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as http:
         schema = load_schema(url, headers, known_names(http), now)
-        for result in schema.get_all_operations():
-            operation = result.ok()
+        operations = [result.ok() for result in schema.get_all_operations()]
+        # queries, then mutations that add, then those that remove (which would empty SETUP's data early)
+        operations.sort(key=lambda op: (op.definition.root_type.name == "MUTATION",
+                                        op.definition.field_name in REMOVING))
+        for operation in operations:
             name = f"{operation.definition.root_type.name.lower()} {operation.definition.field_name}"
             if wanted and operation.definition.field_name not in wanted:
                 continue

@@ -11,7 +11,7 @@ import httpx
 from tests.graphql_fuzz import SETUP, fuzz
 from tests.rest.conftest import API_KEY, START, Server
 
-EXAMPLES = int(os.environ.get("CREDITGATE_GQL_FUZZ_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("CREDITGATE_GQL_FUZZ_EXAMPLES", "30"))
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
