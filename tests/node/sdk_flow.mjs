@@ -207,6 +207,12 @@ test('grants: create and list by id or feature key, list all, void', async () =>
 test('entitlements: list all, get by id, override, delete', async () => {
   const all = await om.entitlements.list({ limit: 100, offset: 0, orderBy: 'createdAt' })
   assert.equal(all.length, 3)
+  const filtered = await om.entitlements.list({ subject: ['cust-1', 'cust-9'], feature: ['ai', 'sso'],
+    entitlementType: ['metered'] })
+  assert.deepEqual(filtered.map((e) => e.id), [metered.id])
+  assert.equal((await om.entitlements.list({ subject: ['cust-2'] })).length, 0)
+  assert.equal((await om.grants.list({ subject: ['cust-1'], feature: [metered.featureId] })).length, 3)
+  assert.equal((await om.grants.list({ feature: ['sso'] })).length, 0)
   assert.equal((await om.entitlements.get(metered.id)).subjectKey, 'cust-1')
   await rejects(om.entitlements.get('01HZZZZZZZZZZZZZZZZZZZZZZZ'), 404)
 

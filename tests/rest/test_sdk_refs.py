@@ -87,3 +87,26 @@ def test_override_and_get_by_id(om: Client, live: Server) -> None:
                      headers=auth).status_code == 404  # the old one is gone
     assert httpx.put(f"{live.url}/api/v1/subjects/cust-2/entitlements/ai/override",
                      json={"type": "boolean", "featureKey": "ai"}, headers=auth).status_code == 404
+
+
+def test_list_filters(om: Client, live: Server) -> None:
+    """The Node SDK's filters on /entitlements (subject, feature, entitlementType) and /grants (subject, feature)."""
+    ent = setup_metered(om, "cust-1")
+    om.create_feature({"key": "sso", "name": "SSO"})
+    sso = om.create_entitlement("cust-2", {"type": "boolean", "featureKey": "sso"})
+    grant = om.create_grant("cust-1", "ai", GRANT)
+
+    def ids(path: str, **params: object) -> list[str]:
+        resp = httpx.get(f"{live.url}/api/v1/{path}", params=params, headers={"Authorization": f"Bearer {API_KEY}"})
+        assert resp.status_code == 200, resp.text
+        return [x["id"] for x in resp.json()]
+
+    assert ids("entitlements", subject=["cust-1", "cust-3"]) == [ent["id"]]
+    assert ids("entitlements", feature=[sso["featureId"]]) == [sso["id"]]  # a feature id
+    assert ids("entitlements", feature=["ai", "sso"], entitlementType=["boolean"]) == [sso["id"]]
+    assert sorted(ids("entitlements")) == sorted([ent["id"], sso["id"]])
+    assert ids("grants", subject=["cust-1"], feature=["ai"]) == [grant["id"]]
+    assert ids("grants", subject=["cust-2"]) == [] == ids("grants", feature=["sso"])
+    bad = httpx.get(f"{live.url}/api/v1/entitlements", params={"entitlementType": "gold"},
+                    headers={"Authorization": f"Bearer {API_KEY}"})
+    assert bad.status_code == 400

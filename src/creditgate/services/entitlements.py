@@ -187,13 +187,21 @@ async def get_entitlement(rt: Runtime, ent_id: str) -> Entitlement | None:
 
 
 async def list_entitlements(rt: Runtime, subject_key: str | None = None, feature_key: str | None = None,
-                            include_deleted: bool = False, limit: int = 1000, offset: int = 0) -> list[Entitlement]:
+                            include_deleted: bool = False, limit: int = 1000, offset: int = 0,
+                            subjects: Sequence[str] | None = None, features: Sequence[str] | None = None,
+                            types: Sequence[str] | None = None) -> list[Entitlement]:
+    """Entitlements, filtered by subject key, feature key, and (any of) subjects, feature ids or keys, types."""
     check_page(limit, offset)
     for value, what in ((subject_key, "subjectKey"), (feature_key, "featureKey")):
         if value is not None:
             validation.lookup(value, what)
+    validation.lookups(subjects or (), "subject")
+    validation.lookups(features or (), "feature")
+    if types is not None and not set(types) <= TYPES:
+        raise BadInput("entitlement types are METERED, BOOLEAN or STATIC")
     async with rt.db.read() as s:
-        return await repo.list_entitlements(s, subject_key, feature_key, include_deleted, rt.now(), limit, offset)
+        return await repo.list_entitlements(s, subject_key, feature_key, include_deleted, rt.now(), limit, offset,
+                                            subjects=subjects, features=features, types=types)
 
 
 async def entitlements_of_subjects(rt: Runtime, subjects: Sequence[str],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -116,13 +117,16 @@ async def get_grant(rt: Runtime, grant_id: str) -> Grant | None:
 
 
 async def list_grants(rt: Runtime, subject_key: str | None = None, entitlement_ref: str | None = None,
-                      include_deleted: bool = False, limit: int = 1000, offset: int = 0) -> list[Grant]:
+                      include_deleted: bool = False, limit: int = 1000, offset: int = 0,
+                      subjects: Sequence[str] | None = None, features: Sequence[str] | None = None) -> list[Grant]:
     """Grants, filtered by subject and entitlement. With a subject, `entitlement_ref` is an entitlement id
     (deleted ones too) or a feature key, resolved at now (docs/semantics.md §3); one naming nothing lists nothing."""
     check_page(limit, offset)
     for value, what in ((subject_key, "subjectKey"), (entitlement_ref, "entitlement id or feature key")):
         if value is not None:
             validation.lookup(value, what)
+    validation.lookups(subjects or (), "subject")
+    validation.lookups(features or (), "feature")
     async with rt.db.read() as s:
         ent_id = entitlement_ref
         if subject_key is not None and entitlement_ref is not None:
@@ -132,7 +136,7 @@ async def list_grants(rt: Runtime, subject_key: str | None = None, entitlement_r
                 if found is None:
                     return []
                 ent_id = found.id
-        return await repo.list_grants(s, subject_key, ent_id, include_deleted, limit, offset)
+        return await repo.list_grants(s, subject_key, ent_id, include_deleted, limit, offset, subjects, features)
 
 
 async def grants_of(rt: Runtime, ent_ids: list[str]) -> dict[str, list[Grant]]:

@@ -88,7 +88,9 @@ def parse_config(config: str | dict[str, Any] | None) -> Any:
            query=EntitlementListQuery, response=list[EntitlementOut])
 async def list_entitlements(c: Call) -> list[EntitlementOut]:
     q: EntitlementListQuery = c.query
-    found = await svc.list_entitlements(c.rt, include_deleted=q.include_deleted, limit=q.limit, offset=q.offset)
+    types = [t.upper() for t in q.entitlement_type] if q.entitlement_type is not None else None
+    found = await svc.list_entitlements(c.rt, include_deleted=q.include_deleted, limit=q.limit, offset=q.offset,
+                                        subjects=q.subject, features=q.feature, types=types)
     return await entitlements_out(c.rt, found)
 
 

@@ -36,7 +36,8 @@ def grant_out(g: Grant, now: datetime) -> GrantOut:
            query=GrantListQuery, response=list[GrantOut])
 async def list_grants(c: Call) -> list[GrantOut]:
     q: GrantListQuery = c.query
-    found = await svc.list_grants(c.rt, include_deleted=q.include_deleted, limit=q.limit, offset=q.offset)
+    found = await svc.list_grants(c.rt, include_deleted=q.include_deleted, limit=q.limit, offset=q.offset,
+                                  subjects=q.subject, features=q.feature)
     now = c.rt.now()
     return [grant_out(g, now) for g in found]
 

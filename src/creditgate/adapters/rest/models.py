@@ -252,6 +252,9 @@ class EntitlementOut(Wire):
 class EntitlementListQuery(Page):
     order_by: Literal["createdAt", "updatedAt"] = "createdAt"
     include_deleted: bool = False
+    subject: list[str] | None = None  # any of these subject keys
+    feature: list[str] | None = None  # any of these feature ids or keys
+    entitlement_type: list[EntitlementType] | None = None
 
 
 class SubjectEntitlementsQuery(Wire):
@@ -348,6 +351,8 @@ class GrantOut(Wire):
 class GrantListQuery(Page):
     order_by: Literal["id", "createdAt", "updatedAt"] = "updatedAt"
     include_deleted: bool = False
+    subject: list[str] | None = None  # any of these subject keys
+    feature: list[str] | None = None  # any of these feature ids or keys
 
 
 class EntitlementGrantsQuery(Wire):

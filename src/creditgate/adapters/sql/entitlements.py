@@ -132,12 +132,19 @@ async def by_ids(session: AsyncSession, ids: Sequence[str]) -> dict[str, Entitle
 
 async def list_entitlements(session: AsyncSession, subject_key: str | None, feature_key: str | None,
                             include_deleted: bool, at: datetime, limit: int | None, offset: int,
-                            subjects: Sequence[str] | None = None) -> list[Entitlement]:
+                            subjects: Sequence[str] | None = None, features: Sequence[str] | None = None,
+                            types: Sequence[str] | None = None) -> list[Entitlement]:
+    """`features` are feature ids or keys; `types` entitlement types."""
     stmt = select(EntitlementRow)
     if subject_key is not None:
         stmt = stmt.where(col(EntitlementRow.subject_key) == subject_key)
     if subjects is not None:
         stmt = stmt.where(col(EntitlementRow.subject_key).in_(sorted(set(subjects))))
+    if features is not None:
+        wanted = sorted(set(features))
+        stmt = stmt.where(or_(col(EntitlementRow.feature_key).in_(wanted), col(EntitlementRow.feature_id).in_(wanted)))
+    if types is not None:
+        stmt = stmt.where(col(EntitlementRow.type).in_(sorted(set(types))))
     if feature_key is not None:
         stmt = stmt.where(col(EntitlementRow.feature_key) == feature_key)
     if not include_deleted:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, or_
 from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -82,13 +82,20 @@ async def grants_of(session: AsyncSession, ent_ids: Sequence[str]) -> dict[str, 
 
 
 async def list_grants(session: AsyncSession, subject_key: str | None, entitlement_id: str | None,
-                      include_deleted: bool, limit: int, offset: int) -> list[Grant]:
-    """Grants, newest last; `include_deleted` also lists grants of deleted entitlements.
+                      include_deleted: bool, limit: int, offset: int, subjects: Sequence[str] | None = None,
+                      features: Sequence[str] | None = None) -> list[Grant]:
+    """Grants, newest last; `include_deleted` also lists grants of deleted entitlements; `features` are the
+    ids or keys of their entitlements' features.
 
     Voided grants stay listed (docs/semantics.md §5): voiding is not deleting."""
     stmt = select(GrantRow).join(EntitlementRow, col(EntitlementRow.id) == col(GrantRow.entitlement_id))
     if subject_key is not None:
         stmt = stmt.where(col(EntitlementRow.subject_key) == subject_key)
+    if subjects is not None:
+        stmt = stmt.where(col(EntitlementRow.subject_key).in_(sorted(set(subjects))))
+    if features is not None:
+        wanted = sorted(set(features))
+        stmt = stmt.where(or_(col(EntitlementRow.feature_key).in_(wanted), col(EntitlementRow.feature_id).in_(wanted)))
     if entitlement_id is not None:
         stmt = stmt.where(col(GrantRow.entitlement_id) == entitlement_id)
     if not include_deleted:
