@@ -114,6 +114,7 @@ test('features: create, get by id or key, list, delete by key or id', async () =
   assert.equal((await om.features.get(sso.id)).key, 'sso')
   const listed = await om.features.list({ limit: 10, offset: 0, orderBy: 'createdAt' })
   assert.deepEqual(listed.map((f) => f.key), ['ai', 'sso', 'seats'])
+  assert.deepEqual((await om.features.list({ meterSlug: ['tokens_total', 'other'] })).map((f) => f.key), ['ai'])
   const old = await om.features.create({ key: 'old', name: 'Old' })
   assert.equal(await om.features.delete('old'), undefined) // by key
   await rejects(om.features.delete('old'), 404)

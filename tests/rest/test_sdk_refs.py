@@ -107,6 +107,7 @@ def test_list_filters(om: Client, live: Server) -> None:
     assert sorted(ids("entitlements")) == sorted([ent["id"], sso["id"]])
     assert ids("grants", subject=["cust-1"], feature=["ai"]) == [grant["id"]]
     assert ids("grants", subject=["cust-2"]) == [] == ids("grants", feature=["sso"])
+    assert ids("features", meterSlug=["tokens_total", "none"]) == [ent["featureId"]]
     bad = httpx.get(f"{live.url}/api/v1/entitlements", params={"entitlementType": "gold"},
                     headers={"Authorization": f"Bearer {API_KEY}"})
     assert bad.status_code == 400

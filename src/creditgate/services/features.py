@@ -64,12 +64,14 @@ async def features_by_ids(rt: Runtime, ids: Sequence[str]) -> dict[str, Feature]
 
 
 async def list_features(rt: Runtime, include_archived: bool = False, limit: int = MAX_LIMIT, offset: int = 0,
-                        order_by: str = "UPDATED_AT") -> list[Feature]:
+                        order_by: str = "UPDATED_AT", meter_slugs: Sequence[str] | None = None) -> list[Feature]:
+    """Features, optionally only those of any of `meter_slugs`."""
     check_page(limit, offset)
     if order_by not in ORDERS:
         raise BadInput(f"orderBy must be one of {', '.join(sorted(ORDERS))}")
+    validation.lookups(meter_slugs or (), "meterSlug")
     async with rt.db.read() as s:
-        return await repo.list_features(s, include_archived, limit, offset, order_by)
+        return await repo.list_features(s, include_archived, limit, offset, order_by, meter_slugs)
 
 
 async def archive_feature(rt: Runtime, id_or_key: str) -> Feature:

@@ -22,7 +22,7 @@ def feature_out(f: Feature) -> FeatureOut:
            query=FeatureListQuery, response=list[FeatureOut])
 async def list_features(c: Call) -> list[FeatureOut]:
     q: FeatureListQuery = c.query
-    rows = await svc.list_features(c.rt, q.include_archived, q.limit, q.offset, ORDER[q.order_by])
+    rows = await svc.list_features(c.rt, q.include_archived, q.limit, q.offset, ORDER[q.order_by], q.meter_slug)
     return [feature_out(f) for f in rows]
 
 

@@ -89,6 +89,7 @@ class Page(Wire):
 class FeatureListQuery(Page):
     order_by: Literal["id", "key", "createdAt", "updatedAt"] = "updatedAt"
     include_archived: bool = False
+    meter_slug: list[str] | None = None  # any of these meters
 
 
 # ---- meters and events ----------------------------------------------------------------------------------

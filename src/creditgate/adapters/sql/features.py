@@ -90,8 +90,10 @@ async def get_features_by_ids(session: AsyncSession, ids: list[str]) -> dict[str
 
 
 async def list_features(session: AsyncSession, include_archived: bool, limit: int, offset: int,
-                        order_by: str) -> list[Feature]:
+                        order_by: str, meter_slugs: Sequence[str] | None = None) -> list[Feature]:
     stmt = select(FeatureRow) if include_archived else _live()
+    if meter_slugs is not None:
+        stmt = stmt.where(col(FeatureRow.meter_slug).in_(sorted(set(meter_slugs))))
     stmt = stmt.order_by(ORDER[order_by], FeatureRow.id).limit(limit).offset(offset)
     return [to_feature(r) for r in (await session.exec(stmt)).all()]
 
