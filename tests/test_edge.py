@@ -8,6 +8,7 @@ import io
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -405,3 +406,20 @@ async def test_readyz_with_the_database_down(rt: Runtime) -> None:
         await db.close()
     assert resp.status_code == 503 and resp.json()["failed"] == ["database"]
     assert resp.json()["checks"]["database"] == "unavailable"
+
+
+# -- docs --
+
+def test_operations_doc_lists_every_setting_and_metric() -> None:
+    from prometheus_client import Counter, Gauge, Histogram
+
+    from creditgate import metrics
+    from creditgate.config import Settings
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
+    missing = [f"CREDITGATE_{name.upper()}" for name in Settings.model_fields
+               if f"`CREDITGATE_{name.upper()}`" not in doc]
+    assert missing == []
+    names = [m._name + ("_total" if isinstance(m, Counter) else "")
+             for m in vars(metrics).values() if isinstance(m, Counter | Gauge | Histogram)]
+    assert len(names) >= 9 and [n for n in names if f"`{n}`" not in doc] == []
