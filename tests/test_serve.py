@@ -42,7 +42,8 @@ def start(backend: Backend, tmp_path: Path) -> tuple[subprocess.Popen[bytes], st
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CREDITGATE_DATABASE_URL": backend.database_url,
            "CREDITGATE_REDIS_PREFIX": backend.redis_prefix, "CREDITGATE_API_KEYS": KEY,
            "CREDITGATE_TOKEN_SECRET": "serve-secret", "CREDITGATE_LOG_FORMAT": "json",
-           "CREDITGATE_SHUTDOWN_TIMEOUT": "30", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+           "CREDITGATE_SHUTDOWN_TIMEOUT": "30", "CREDITGATE_MAX_BODY_BYTES": "1000000",
+           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     if backend.redis_url:
         env["CREDITGATE_REDIS_URL"] = backend.redis_url
     port = _free_port()
@@ -86,6 +87,19 @@ def drive(backend: Backend, tmp_path: Path) -> tuple[list[int], list[int], Path]
         assert samples[("creditgate_request_duration_seconds_count",
                         (("api", "graphql"), ("operation", "Probe")))] == PROBES  # summed over both workers
         assert ("creditgate_db_pool_in_use", ()) in samples
+        host, port = url.removeprefix("http://").split(":")
+        for framing in (b"content-length: 104857600", b"transfer-encoding: chunked"):
+            with socket.create_connection((host, int(port)), timeout=20) as conn:
+                conn.sendall(b"POST /graphql HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                             b"authorization: Bearer " + KEY.encode() + b"\r\n" + framing + b"\r\n\r\n")
+                if b"chunked" in framing:  # the limit in chunks, then one byte more; the body never ends
+                    for size in [100_000] * 10 + [1]:
+                        conn.sendall(b"%x\r\n%s\r\n" % (size, b" " * size))
+                answer = b""  # 100 MB announced, none sent: answered at once, then the connection closes
+                while part := conn.recv(65536):
+                    answer += part
+                assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+                assert b"PAYLOAD_TOO_LARGE" in answer and b"connection: close" in answer.lower()
 
         # A stream of ingest calls; SIGTERM once three are acknowledged.
         acked: list[int] = []
