@@ -1,4 +1,4 @@
-"""`creditgate serve | migrate | cache flush | export-schema`."""
+"""`creditgate serve | migrate | cache flush | export-schema | import`."""
 
 from __future__ import annotations
 
@@ -138,6 +138,38 @@ def metrics_dir(workers: int) -> str | None:
     return made
 
 
+async def run_import(args: argparse.Namespace, settings: Settings) -> int:
+    """`creditgate import`: reads args.source through the openmeter SDK into the configured database."""
+    from openmeter import Client
+    from rich.console import Console
+
+    from creditgate.adapters.importer.command import Options, SourceUnreadable
+    from creditgate.adapters.importer.command import run_import as import_all
+    from creditgate.adapters.importer.source import Source
+    from creditgate.app import open_runtime
+
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    source = Source(Client(endpoint=args.source.rstrip("/"), headers=headers))
+    subjects = frozenset(s for arg in args.subjects or () for s in arg.split(",") if s) or None
+    console = Console(stderr=True)
+    async with open_runtime(settings) as rt:
+        try:
+            summary = await import_all(rt, source, Options(subjects=subjects, dry_run=args.dry_run), console=console)
+        except SourceUnreadable as exc:
+            print(f"import failed: cannot read {args.source}: {exc}", file=sys.stderr)
+            return 1
+    print("\n".join(summary.lines()))
+    return 1 if summary.failed else 0
+
+
+def import_command(args: argparse.Namespace) -> int:
+    from creditgate.adapters.sql.db import migrate
+
+    settings = Settings()
+    migrate(settings.database_url)
+    return asyncio.run(run_import(args, settings))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="creditgate", description="Open entitlements service.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     cache_sub = p.add_subparsers(dest="cache_command", required=True)
     cache_sub.add_parser("flush", help="drop every Redis entry of this database's installation "
                          "(run it after restoring the database from a backup)")
+    p = sub.add_parser("import", help="import an OpenMeter (v1 API) into the configured database, ids kept "
+                       "(docs/import.md)")
+    p.add_argument("--from", dest="source", required=True, metavar="URL", help="the OpenMeter (or creditgate) URL")
+    p.add_argument("--api-key", default=os.environ.get("OPENMETER_API_KEY"),
+                   help="the source's API key (default: $OPENMETER_API_KEY)")
+    p.add_argument("--subjects", nargs="*", metavar="KEY", help="only these subject keys (space or comma separated)")
+    p.add_argument("--dry-run", action="store_true", help="read the source and count what would be imported")
     p = sub.add_parser("export-schema", help="write the GraphQL schema (SDL)")
     p.add_argument("--output", "-o", default="schema.graphql", help="file to write, or - for stdout")
     args = parser.parse_args(argv)
@@ -159,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args)
     if args.command == "cache":
         return cache_command(args)
+    if args.command == "import":
+        return import_command(args)
     if args.command == "migrate":
         from creditgate.adapters.sql.db import migrate
 

@@ -54,6 +54,7 @@ class _Cell:
     min: float | None = None
     max: float | None = None
     values: set[str] = field(default_factory=set)
+    imported: Decimal = Decimal(0)  # imported UNIQUE_COUNT minutes: the source's counts (docs/import.md)
 
 
 def _value(agg: str, cell: _Cell) -> Decimal:
@@ -67,7 +68,7 @@ def _value(agg: str, cell: _Cell) -> Decimal:
         return Decimal(repr(cell.min)) if cell.min is not None else Decimal(0)
     if agg == Aggregation.MAX:
         return Decimal(repr(cell.max)) if cell.max is not None else Decimal(0)
-    return Decimal(len(cell.values))
+    return len(cell.values) + cell.imported
 
 
 def _check_groups(meter: Meter, group_by: Sequence[str] | None, filters: Any) -> tuple[list[str], dict[str, str]]:
@@ -119,7 +120,9 @@ async def query_meter(rt: Runtime, id_or_slug: str, *, from_: datetime | None = 
         if meter.aggregation == Aggregation.UNIQUE_COUNT:
             vrows = await repo.distinct_values(s, meter.id, from_, to, subjects=subjects,
                                                by_subject=by_subject, by_minute=by_minute)
-            rows: list[Any] = vrows
+            imported = [r for r in await repo.aggregates(s, meter.id, from_, to, subjects=subjects,
+                                                         by_subject=by_subject, by_minute=by_minute) if r.imported]
+            rows: list[Any] = [*vrows, *imported]
         else:
             rows = await repo.aggregates(s, meter.id, from_, to, subjects=subjects,
                                          by_subject=by_subject, by_minute=by_minute)
@@ -159,6 +162,7 @@ async def query_meter(rt: Runtime, id_or_slug: str, *, from_: datetime | None = 
             continue
         cell.sum += r.sum
         cell.count += r.count
+        cell.imported += r.imported
         if r.min is not None:
             cell.min = r.min if cell.min is None else min(cell.min, r.min)
         if r.max is not None:

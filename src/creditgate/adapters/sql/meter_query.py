@@ -30,6 +30,7 @@ class AggRow:
     count: int
     min: float | None
     max: float | None
+    imported: Decimal = Decimal(0)  # the sum of imported minute values (`creditgate import`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +56,16 @@ async def aggregates(session: AsyncSession, meter_id: str, from_: datetime, to: 
         keys.append(col(M.subject))
     if by_minute:
         keys.append(col(M.minute))
-    stmt = select(*keys, exact_sum(col(M.sum)), func.sum(col(M.count)), func.min(col(M.min)), func.max(col(M.max)))
+    stmt = select(*keys, exact_sum(col(M.sum)), func.sum(col(M.count)), func.min(col(M.min)), func.max(col(M.max)),
+                  exact_sum(col(M.imported)))
     stmt = _where(stmt, M, meter_id, from_, to, subjects).group_by(*keys)
     out: list[AggRow] = []
     for r in (await (await session.connection()).execute(stmt)).all():
         subject = r[1] if by_subject else None
         minute = r[len(keys) - 1] if by_minute else None
-        total, count, lo, hi = r[len(keys):]
-        out.append(AggRow(subject, r[0], minute, total if total is not None else Decimal(0), int(count), lo, hi))
+        total, count, lo, hi, imported = r[len(keys):]
+        out.append(AggRow(subject, r[0], minute, total if total is not None else Decimal(0), int(count), lo, hi,
+                          imported if imported is not None else Decimal(0)))
     return out
 
 

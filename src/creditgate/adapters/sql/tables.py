@@ -86,6 +86,7 @@ class MeterMinuteRow(SQLModel, table=True):
     count: int = Field(sa_type=BigInteger)
     min: float | None = None
     max: float | None = None
+    imported: Decimal | None = _dec(nullable=True)  # the source's minute value, when `creditgate import` wrote it
 
 
 class MeterMinuteValueRow(SQLModel, table=True):

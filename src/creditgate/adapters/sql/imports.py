@@ -1,0 +1,126 @@
+"""Storage for `creditgate import` (services/imports.py): rows written as the source had them - given ids,
+past creation times, archived features, deleted entitlements, voided grants - and imported minute aggregates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from creditgate.adapters.sql.dialect import dialect_name, insert_unique, upsert
+from creditgate.adapters.sql.features import live_by_key
+from creditgate.adapters.sql.tables import EntitlementRow, FeatureRow, MeterMinuteRow, MeterRow, SubjectRow
+from creditgate.adapters.sql.types import exact_add
+from creditgate.domain.errors import Conflict
+from creditgate.records import Entitlement, Feature, Subject
+
+MINUTES: Table = MeterMinuteRow.__table__  # type: ignore[attr-defined]
+SUBJECTS: Table = SubjectRow.__table__  # type: ignore[attr-defined]
+MINUTE_KEY = ["meter_id", "subject", "group_key", "minute"]
+CHUNK = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedMinute:
+    """One minute of one meter, subject and group, as the source's meter query gave it."""
+
+    meter_id: str
+    subject: str
+    group_key: str  # canonical JSON of `groups` (as ingest writes it)
+    groups: dict[str, str | None]
+    minute: datetime
+    sum: Decimal
+    count: int
+    min: float | None
+    max: float | None
+    imported: Decimal  # the source's value
+
+
+async def existing_ids(session: AsyncSession, kind: str, ids: Sequence[str]) -> set[str]:
+    """Which of `ids` are stored already (deleted and archived rows included); kind: meter | feature |
+    entitlement."""
+    table: Any = {"meter": MeterRow, "feature": FeatureRow, "entitlement": EntitlementRow}[kind].__table__  # type: ignore[attr-defined]
+    out: set[str] = set()
+    unique = sorted(set(ids))
+    for i in range(0, len(unique), CHUNK):
+        stmt = select(table.c.id).where(table.c.id.in_(unique[i:i + CHUNK]))
+        out.update(r[0] for r in (await (await session.connection()).execute(stmt)).all())
+    return out
+
+
+async def insert_subject(session: AsyncSession, subject: Subject) -> bool:
+    """The subject with its id, unless its key is stored already (then nothing changes). True when written."""
+    stmt = upsert(session, SUBJECTS).values(id=subject.id, key=subject.key, display_name=subject.display_name,
+                                            metadata=subject.metadata, created_at=subject.created_at,
+                                            updated_at=subject.updated_at)
+    result = await (await session.connection()).execute(stmt.on_conflict_do_nothing().returning(SUBJECTS.c.id))
+    return result.first() is not None
+
+
+async def insert_feature(session: AsyncSession, feature: Feature) -> None:
+    """A feature as it was, archived or not; a live key in use is CONFLICT."""
+    row = FeatureRow(id=feature.id, key=feature.key, name=feature.name, metadata_=feature.metadata,
+                     meter_slug=feature.meter_slug, meter_group_by_filters=feature.meter_group_by_filters,
+                     archived_at=feature.archived_at, created_at=feature.created_at, updated_at=feature.updated_at)
+
+    async def conflict() -> Conflict:
+        existing = await live_by_key(session, feature.key)
+        return Conflict(f"feature key {feature.key!r} is in use",
+                        conflicting_entity_id=existing.id if existing else None)
+
+    await insert_unique(session, row, "uq_features_key_live", conflict)
+
+
+async def insert_entitlement(session: AsyncSession, e: Entitlement) -> None:
+    """An entitlement as it was, deleted or not; a second active one for (subject, feature) is CONFLICT."""
+    row = EntitlementRow(
+        id=e.id, type=e.type, subject_key=e.subject_key, feature_id=e.feature_id, feature_key=e.feature_key,
+        metadata_=e.metadata, config=e.config, is_soft_limit=e.is_soft_limit,
+        usage_period_interval=e.usage_period_interval, usage_period_anchor=e.usage_period_anchor,
+        measure_usage_from=e.measure_usage_from, issue_after_reset=e.issue_after_reset,
+        issue_after_reset_priority=e.issue_after_reset_priority, created_at=e.created_at,
+        updated_at=e.updated_at, deleted_at=e.deleted_at)
+
+    async def conflict() -> Conflict:
+        return Conflict(f"subject {e.subject_key!r} already has an active entitlement for feature "
+                        f"{e.feature_key!r}")
+
+    await insert_unique(session, row, "uq_entitlements_active", conflict)
+
+
+async def has_imported_minutes(session: AsyncSession, meter_id: str, subject: str) -> bool:
+    stmt = select(func.count()).select_from(MINUTES).where(
+        MINUTES.c.meter_id == meter_id, MINUTES.c.subject == subject, MINUTES.c.imported.is_not(None))
+    found = (await (await session.connection()).execute(stmt.limit(1))).scalar()
+    return bool(found)
+
+
+async def add_imported_minutes(session: AsyncSession, rows: Sequence[ImportedMinute]) -> None:
+    """Adds imported minutes to the aggregates (to what events stored there already, as ingest adds),
+    in primary-key order; `imported` keeps the source's value."""
+    if not rows:
+        return
+    pg = dialect_name(session) == "postgresql"
+    stmt = upsert(session, MINUTES)
+    least = func.least if pg else func.min
+    greatest = func.greatest if pg else func.max
+    ex = stmt.excluded
+    stmt = stmt.on_conflict_do_update(index_elements=MINUTE_KEY, set_={
+        "sum": exact_add(MINUTES.c.sum, ex.sum),
+        "count": MINUTES.c.count + ex.count,
+        "min": least(func.coalesce(MINUTES.c.min, ex.min), func.coalesce(ex.min, MINUTES.c.min)),
+        "max": greatest(func.coalesce(MINUTES.c.max, ex.max), func.coalesce(ex.max, MINUTES.c.max)),
+        "imported": exact_add(func.coalesce(MINUTES.c.imported, 0), ex.imported),
+    })
+    ordered = sorted(rows, key=lambda r: (r.meter_id, r.subject, r.group_key, r.minute))
+    conn = await session.connection()
+    for i in range(0, len(ordered), CHUNK):
+        await conn.execute(stmt, [
+            {"meter_id": r.meter_id, "subject": r.subject, "group_key": r.group_key, "minute": r.minute,
+             "groups": r.groups, "sum": r.sum, "count": r.count, "min": r.min, "max": r.max,
+             "imported": r.imported} for r in ordered[i:i + CHUNK]])
