@@ -121,13 +121,14 @@ class Limiter:
 def limiter_for(rt: Runtime, rate: float, burst: int) -> Limiter:
     """The runtime's limiter, made on first use: on the value cache's Redis client and namespace when
     the cache is Redis, else in-process."""
-    limiter: Limiter | None = rt.extras.get(LIMITER_KEY)
+    name = f"{LIMITER_KEY}:{rate}:{burst}"  # apps on one runtime with other limits get their own
+    limiter: Limiter | None = rt.extras.get(name)
     if limiter is None:
         client = getattr(rt.cache, "client", None)
         namespace = str(getattr(rt.cache, "namespace", None) or getattr(rt.cache, "prefix", ""))
         if client is None and rt.settings.redis_url:
             log.info("rate limit: the value cache is off, so buckets are per process")
-        limiter = rt.extras[LIMITER_KEY] = Limiter(rate, burst, client, namespace)
+        limiter = rt.extras[name] = Limiter(rate, burst, client, namespace)
     return limiter
 
 
