@@ -10,11 +10,11 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from creditgate.adapters import http as edge
 from creditgate.adapters import web
-from creditgate.adapters.cache import open_cache
+from creditgate.adapters.cache import open_cache, open_signals
 from creditgate.adapters.graphql.app import GraphQLApp
 from creditgate.adapters.http.endpoints import prometheus, readyz
 from creditgate.adapters.rest import rest_mount
@@ -38,11 +38,17 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         raise
     rt = Runtime(settings=settings, db=db, cache=open_cache(settings, installation))
     ns = getattr(rt.cache, "namespace", None)
-    log.info("installation %s; value cache: %s", installation,
-             f"redis, key namespace {ns}" if ns else "in-process" if rt.cache else "off")
+    bus = open_signals(settings, installation)
+    if bus is not None:
+        rt.changes.attach(bus)  # change signals to and from the other workers and replicas
+    log.info("installation %s; value cache: %s; change signals: %s", installation,
+             f"redis, key namespace {ns}" if ns else "in-process" if rt.cache else "off",
+             "redis pub/sub" if bus else "in-process")
     try:
         yield rt
     finally:
+        if bus is not None:
+            await bus.close()
         if rt.cache is not None:
             await rt.cache.close()
         await db.close()
@@ -71,12 +77,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             gc.freeze()
             yield
 
-    graphql = GraphQLApp(ide=web.graphiql, origin_allowed=origin_checker(settings.cors_origins))
+    graphql = GraphQLApp(ide=web.graphiql, origin_allowed=origin_checker(settings.cors_origins),
+                         ping_interval=settings.ws_ping_interval, send_timeout=settings.ws_send_timeout)
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/graphql", graphql),  # GraphQLApp answers other methods with a JSON 405
+            WebSocketRoute("/graphql", graphql),  # subscriptions (graphql-transport-ws)
             Route("/metrics", prometheus),
             rest_mount(),
             *web.web_routes(),

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     access_log: bool = True
     shutdown_timeout: int = Field(30, ge=0)  # seconds SIGTERM waits for requests in flight
+    # Live updates (GraphQL subscriptions over WebSocket; docs/semantics.md §10).
+    ws_ping_interval: float = Field(15.0, gt=0)  # seconds between the server's pings on an open socket
+    ws_send_timeout: float = Field(10.0, gt=0)  # a client that takes longer to take a message is disconnected
 
     @property
     def api_key_set(self) -> frozenset[str]:

@@ -56,6 +56,20 @@ db_pool_in_use = Gauge("creditgate_db_pool_in_use", "Database connections checke
 db_pool_waiting = Gauge("creditgate_db_pool_waiting", "Tasks waiting for a database connection.",
                         multiprocess_mode="livesum")
 
+# -- live updates (GraphQL subscriptions, docs/semantics.md §10) --
+ws_connections = Gauge("creditgate_ws_connections", "Open WebSocket connections on /graphql (after the handshake).",
+                       multiprocess_mode="livesum")
+subscriptions = Gauge("creditgate_subscriptions", "Live entitlementValues subscriptions.",
+                      multiprocess_mode="livesum")
+subscription_updates = Counter("creditgate_subscription_updates", "Subscription updates sent, by cause.",
+                               ["cause"])
+change_signals = Counter("creditgate_change_signals", "Change signals received by this process, by source "
+                         "(local: its own writes; remote: another process's, through Redis; gap: signals may "
+                         "have been lost, subscriptions resync).", ["source"])
+ws_closed = Counter("creditgate_ws_closed", "WebSocket connections closed by the server, by reason (refused: "
+                    "bad credentials at connection_init; expired: the token expired or was invalidated; "
+                    "slow: the client did not read).", ["reason"])
+
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
 
@@ -117,3 +131,15 @@ def worker_exit() -> None:
     """A worker stops: its live gauges leave the sums."""
     if multiprocess_dir():
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def count_update(cause: str) -> None:
+    _child(subscription_updates, cause).inc()
+
+
+def count_signal(source: str) -> None:
+    _child(change_signals, source).inc()
+
+
+def count_ws_closed(reason: str) -> None:
+    _child(ws_closed, reason).inc()

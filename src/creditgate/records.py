@@ -43,6 +43,20 @@ class AccessReason(StrEnum):
     NO_ENTITLEMENT = "NO_ENTITLEMENT"
 
 
+class ValueChangeCause(StrEnum):
+    """Why the now-value of an entitlement may have changed (docs/semantics.md §10): the change signal's
+    cause (services/changes.py) and the subscription update's."""
+
+    CURRENT = "CURRENT"  # the first update of a subscription: the value as it stands
+    INGEST = "INGEST"  # usage arrived (late usage too)
+    GRANT = "GRANT"  # a grant was created
+    VOID = "VOID"  # a grant was voided
+    RESET = "RESET"  # a manual reset
+    ENTITLEMENT = "ENTITLEMENT"  # an entitlement created or deleted, or its feature archived
+    TIME = "TIME"  # no write: a grant started, expired or recurred, or an automatic reset
+    RESYNC = "RESYNC"  # changes may have been lost: the value as it stands
+
+
 @dataclass(frozen=True, slots=True)
 class Subject:
     id: str

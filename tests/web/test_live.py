@@ -8,7 +8,6 @@ import json
 import pathlib
 from typing import Any
 
-import pytest
 from playwright.async_api import BrowserContext, WebSocketRoute, expect
 
 from tests.conftest import GQL
@@ -122,15 +121,6 @@ async def test_subscription_refused_by_the_server(page: Watched, web: Server, ap
 
 # ---------------------------------------------------------------- against creditgate's own subscriptions
 
-def _server_side_pending() -> bool:
-    src = pathlib.Path(__file__).resolve().parents[2] / "src" / "creditgate" / "adapters" / "graphql"
-    return not any("Subscription" in p.read_text() for p in src.glob("*.py"))
-
-
-pending = pytest.mark.xfail(_server_side_pending(), strict=False, reason="subscriptions server pending")
-
-
-@pending
 async def test_ingest_changes_the_page_within_a_second(page: Watched, web: Server, api: GQL) -> None:
     await seed(api)
     await open_portal(page, web, "token=" + await token_for(api, "acme"))
@@ -164,7 +154,6 @@ for (const subject of ['acme', 'rival']) {{
 </script>"""
 
 
-@pending
 async def test_another_origin_subscribes_with_a_subject_token(context: BrowserContext, web: Server, api: GQL,
                                                              tmp_path: pathlib.Path) -> None:
     await seed(api)

@@ -24,6 +24,7 @@ class Principal:
     admin: bool
     subject_key: str | None = None
     token_id: str | None = None
+    expires_at: datetime | None = None  # a subject token's end (a WebSocket is closed then)
 
     def require_admin(self) -> None:
         if not self.admin:
@@ -75,7 +76,7 @@ def verify_token(rt: Runtime, token: str, now: datetime) -> Principal:
         raise Unauthenticated("token expired")
     if token_id in rt.extras.get(INVALIDATED_KEY, ()):
         raise Unauthenticated("token invalidated")
-    return Principal(admin=False, subject_key=subject, token_id=token_id)
+    return Principal(admin=False, subject_key=subject, token_id=token_id, expires_at=expires)
 
 
 def authenticate(rt: Runtime, authorization: str | None) -> Principal:

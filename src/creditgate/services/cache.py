@@ -33,3 +33,8 @@ class ValueCache(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def subject_group(subject_key: str) -> str:
+    """The cache group of a subject's values: every write that can change one invalidates it."""
+    return "s:" + subject_key

@@ -16,7 +16,7 @@ from creditgate.adapters.sql.db import Session
 from creditgate.adapters.sql.subjects import ensure_subject
 from creditgate.domain import Interval, current_usage_period, floor_m, period_start
 from creditgate.domain.errors import BadInput, NotFound
-from creditgate.records import Entitlement, EntitlementType, Grant, Reset, new_id
+from creditgate.records import Entitlement, EntitlementType, Grant, Reset, ValueChangeCause, new_id
 from creditgate.services import invalidation, validation
 from creditgate.services.balances import expires_at, to_metered
 from creditgate.services.features import check_page
@@ -117,7 +117,7 @@ async def create_entitlement(rt: Runtime, subject_key: str, inp: EntitlementInpu
                 expires_at=expires_at(measure, Interval.YEAR, 100), recurrence_interval=None, recurrence_anchor=None,
                 min_rollover=amount, max_rollover=amount, metadata={"issueAfterReset": "true"}, voided_at=None,
                 created_at=now, updated_at=now))
-    await invalidation.invalidate_subjects(rt, [subject_key])
+    await invalidation.invalidate_subjects(rt, [subject_key], ValueChangeCause.ENTITLEMENT)
     return ent
 
 
@@ -151,7 +151,7 @@ async def delete_entitlement(rt: Runtime, subject_key: str, ent_id: str) -> None
             raise NotFound(f"entitlement {ent_id!r} not found for subject {subject_key!r}")
         if not await repo.soft_delete(s, ent_id, now):
             raise NotFound(f"entitlement {ent_id!r} not found for subject {subject_key!r}")
-    await invalidation.invalidate_subjects(rt, [subject_key])
+    await invalidation.invalidate_subjects(rt, [subject_key], ValueChangeCause.ENTITLEMENT)
 
 
 async def reset_entitlement(rt: Runtime, subject_key: str, ref: str, effective_at: datetime | None,
@@ -176,7 +176,7 @@ async def reset_entitlement(rt: Runtime, subject_key: str, ref: str, effective_a
         await repo.insert_reset(s, Reset(id=new_id(), entitlement_id=ent.id, reset_at=at,
                                          retain_anchor=retain_anchor, created_at=now))
         await snap_repo.drop_from(s, [ent.id], at)
-    await invalidation.invalidate_subjects(rt, [subject_key])
+    await invalidation.invalidate_subjects(rt, [subject_key], ValueChangeCause.RESET)
     return ent
 
 

@@ -13,7 +13,7 @@ from creditgate.adapters.sql import grants as repo
 from creditgate.adapters.sql import snapshots as snap_repo
 from creditgate.domain import Interval, Recurrence, floor_m, period_start, recurrence_at_or_after
 from creditgate.domain.errors import BadInput, NotFound
-from creditgate.records import EntitlementType, Grant, new_id
+from creditgate.records import EntitlementType, Grant, ValueChangeCause, new_id
 from creditgate.services import invalidation, validation
 from creditgate.services.balances import expires_at, to_metered
 from creditgate.services.entitlements import PERIODS, check_priority, resolve, to_amount
@@ -87,7 +87,7 @@ async def create_grant(rt: Runtime, subject_key: str, ref: str, inp: GrantInput)
             min_rollover=lo, max_rollover=hi, metadata=meta, voided_at=None, created_at=now, updated_at=now)
         await repo.insert_grant(s, grant)
         await snap_repo.drop_from(s, [ent.id], effective)
-    await invalidation.invalidate_subjects(rt, [ent.subject_key])
+    await invalidation.invalidate_subjects(rt, [ent.subject_key], ValueChangeCause.GRANT)
     return grant
 
 
@@ -106,7 +106,7 @@ async def void_grant(rt: Runtime, grant_id: str) -> Grant:
             raise BadInput(f"grant {grant_id!r} is already voided")
         grant = await repo.set_voided(s, grant_id, at)
         await snap_repo.drop_from(s, [ent.id], at)
-    await invalidation.invalidate_subjects(rt, [ent.subject_key])
+    await invalidation.invalidate_subjects(rt, [ent.subject_key], ValueChangeCause.VOID)
     return grant
 
 

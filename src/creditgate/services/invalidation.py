@@ -1,16 +1,15 @@
-"""What other use cases call when usage or features change, so that snapshots and
-cached values of the affected entitlements stop being used.
+"""What use cases call when values may change: snapshots dropped inside the writing transaction, and after
+the commit the one change signal (services/changes.py), which the value cache, live updates and
+notifications all hang off.
 
-Cached values live in one cache group per subject (`subject_group`): every write that
-can change a value of an entitlement invalidates its subject's group after commit.
-Snapshots are dropped inside the writing transaction, with the entitlement rows
-locked so that a concurrent snapshot writer cannot store a state computed before the
+Cached values live in one cache group per subject (`subject_group`): the change signal invalidates the
+subjects' groups before the write returns. Snapshots are dropped inside the writing transaction, with the
+entitlement rows locked so that a concurrent snapshot writer cannot store a state computed before the
 write (services/snapshots.py takes the same lock, shared).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,10 +17,12 @@ from datetime import datetime
 from creditgate.adapters.sql import entitlements as ent_repo
 from creditgate.adapters.sql import snapshots as snap_repo
 from creditgate.adapters.sql.db import Session
-from creditgate.records import Feature
+from creditgate.records import Feature, ValueChangeCause
+from creditgate.services.cache import subject_group
 from creditgate.services.runtime import Runtime
 
-log = logging.getLogger("creditgate.cache")
+__all__ = ["UsageTouch", "feature_archived", "invalidate_subjects", "subject_group", "usage_changed",
+           "usage_changed_in_tx"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,20 +34,11 @@ class UsageTouch:
     first_minute: datetime
 
 
-def subject_group(subject_key: str) -> str:
-    return "s:" + subject_key
-
-
-async def invalidate_subjects(rt: Runtime, subjects: Iterable[str]) -> None:
-    """After a commit: drop every cached value of these subjects' entitlements."""
-    cache = rt.cache
-    groups = sorted({subject_group(s) for s in subjects})
-    if cache is None or not groups:
-        return
-    try:
-        await cache.invalidate(groups)
-    except Exception:  # the cache adapter keeps its own guard for entries it could not drop
-        log.warning("cache invalidation failed", exc_info=True)
+async def invalidate_subjects(rt: Runtime, subjects: Iterable[str],
+                              cause: ValueChangeCause = ValueChangeCause.RESYNC) -> None:
+    """After a commit: these subjects' values may have changed because of `cause` (once per write).
+    Their cached values stop being served before this returns; subscriptions and other listeners follow."""
+    await rt.changes.emit(subjects, cause)
 
 
 async def usage_changed_in_tx(session: Session, touches: Sequence[UsageTouch]) -> None:
@@ -75,13 +67,11 @@ async def usage_changed_in_tx(session: Session, touches: Sequence[UsageTouch]) -
 
 async def usage_changed(rt: Runtime, touches: Sequence[UsageTouch]) -> None:
     """After the ingest commit: invalidate the cached values of the affected entitlements."""
-    await invalidate_subjects(rt, {t.subject for t in touches})
+    await invalidate_subjects(rt, {t.subject for t in touches}, ValueChangeCause.INGEST)
 
 
 async def feature_archived(rt: Runtime, feature: Feature) -> None:
     """After a feature is archived: invalidate the cached values of its entitlements."""
-    if rt.cache is None:
-        return
     async with rt.db.read() as s:
         subjects = await ent_repo.subjects_of_feature(s, feature.id)
-    await invalidate_subjects(rt, subjects)
+    await invalidate_subjects(rt, subjects, ValueChangeCause.ENTITLEMENT)

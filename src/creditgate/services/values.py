@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,13 +28,13 @@ from creditgate.domain import Value, ceil_m, floor_m, next_change, value_at
 from creditgate.records import AccessReason, Entitlement, EntitlementType
 from creditgate.services import validation
 from creditgate.services.balances import Bundle, Op, load_bundles, run_ops
-from creditgate.services.cache import Hit, PutItem
+from creditgate.services.cache import Hit, PutItem, subject_group
 from creditgate.services.entitlements import resolve
-from creditgate.services.invalidation import subject_group
 from creditgate.services.runtime import Runtime
 from creditgate.services.snapshots import persist_snapshots, snapshot_wishes
 
 MINUTE = timedelta(minutes=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _METERED = EntitlementType.METERED  # compared per item on read paths: a global, not an enum lookup
 
 
@@ -94,6 +94,11 @@ def decode(raw: bytes, now: datetime) -> tuple[str | None, str | None, EntValue 
         return None, None, None
     _, ent_id, typ, has, bal, usage, ovg, cfg = data
     return ent_id, typ, EntValue(has, _undec(bal), _undec(usage), _undec(ovg), cfg)
+
+
+def _expiry(raw: bytes) -> datetime | None:
+    exp = orjson.loads(raw)[0]
+    return None if exp is None else EPOCH + timedelta(microseconds=exp)
 
 
 def _suffix(at: datetime | None) -> str:
@@ -213,10 +218,11 @@ Loaded = tuple[Entry, datetime | None]
 
 async def _read_through(rt: Runtime, now: datetime, keys: Sequence[tuple[str, str] | None],
                         load: Callable[[list[int]], Awaitable[list[Loaded]]], *,
-                        need_value: bool = False) -> list[Entry]:
+                        need_value: bool = False, expiries: list[datetime | None] | None = None) -> list[Entry]:
     """Entries for `keys` (None: not cached) from the value cache, the misses (by index) from `load`.
     A loaded entry is put back with the token read before `load` ran, so a write committed meanwhile
-    keeps it out (the adapter's guard); `need_value`: an entry without a value is a miss."""
+    keeps it out (the adapter's guard); `need_value`: an entry without a value is a miss. `expiries`
+    (same length as `keys`) receives the instant each "now" entry stops being true."""
     asked = [k for k in keys if k is not None]
     hits = iter(await _get(rt, asked))
     out: list[Entry] = [_NO_ENTRY] * len(keys)
@@ -230,10 +236,14 @@ async def _read_through(rt: Runtime, now: datetime, keys: Sequence[tuple[str, st
             missing_hits.append(hit)
         else:
             out[i] = got
+            if expiries is not None and hit is not None and hit.value is not None:
+                expiries[i] = _expiry(hit.value)
     if missing:
         puts: list[PutItem] = []
         for i, hit, (entry, expires) in zip(missing, missing_hits, await load(missing), strict=True):
             out[i] = entry
+            if expiries is not None:
+                expiries[i] = expires
             ttl = _ttl(expires, now)
             key = keys[i]
             if hit is not None and key is not None and ttl is not False:
@@ -245,10 +255,27 @@ async def _read_through(rt: Runtime, now: datetime, keys: Sequence[tuple[str, st
 
 async def check_access(rt: Runtime, checks: Sequence[tuple[str, str]], at: datetime | None = None) -> list[Access]:
     """Answers for (subject, entitlement id or feature key) pairs at one instant, in input order."""
+    return await _check_access(rt, checks, at, rt.now(), None)
+
+
+async def access_now_until(rt: Runtime, checks: Sequence[tuple[str, str]]
+                           ) -> tuple[datetime, list[tuple[Access, datetime | None]]]:
+    """`check_access` now (through the cache), with the instant it is for and, per answer, the instant
+    it stops being true with no write (None: never). Live updates' read (services/live.py)."""
+    now = rt.now()
+    unique = list(dict.fromkeys(checks))
+    expiries: list[datetime | None] = [None] * len(unique)
+    answers = await _check_access(rt, unique, None, now, expiries)
+    until = dict(zip(unique, expiries, strict=True))
+    return now, [(a, until[(a.subject_key, a.feature_key)]) for a in answers]
+
+
+async def _check_access(rt: Runtime, checks: Sequence[tuple[str, str]], at: datetime | None, now: datetime,
+                        expiries: list[datetime | None] | None) -> list[Access]:
+    """check_access; `expiries` (with `checks` free of duplicates) receives each answer's end."""
     for sub, ref in checks:
         validation.lookup(sub, "subject key")
         validation.lookup(ref, "entitlement id or feature key")
-    now = rt.now()
     t = now if at is None else at
     unique = list(dict.fromkeys(checks))
     suffix = _suffix(at)
@@ -274,7 +301,7 @@ async def check_access(rt: Runtime, checks: Sequence[tuple[str, str]], at: datet
                 out.append(((ent.id, ent.type, c.value), c.expires if at is None else None))
         return out
 
-    entries = await _read_through(rt, now, keys, load)
+    entries = await _read_through(rt, now, keys, load, expiries=expiries)
     found = {u: Access(u[0], u[1], *e) for u, e in zip(unique, entries, strict=True)}
     return [found[c] for c in checks]
 

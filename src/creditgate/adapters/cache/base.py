@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 from creditgate.services.cache import Hit, PutItem, ValueCache
 
 if TYPE_CHECKING:
+    from creditgate.adapters.cache.redis_signals import RedisSignals
     from creditgate.config import Settings
 
-__all__ = ["Hit", "PutItem", "ValueCache", "open_cache"]
+__all__ = ["Hit", "PutItem", "ValueCache", "open_cache", "open_signals"]
 
 
 def open_cache(settings: Settings, installation: str) -> ValueCache | None:
@@ -24,3 +25,13 @@ def open_cache(settings: Settings, installation: str) -> ValueCache | None:
     from creditgate.adapters.cache.memory import MemoryCache
 
     return MemoryCache()
+
+
+def open_signals(settings: Settings, installation: str) -> RedisSignals | None:
+    """The change signal between processes: Redis pub/sub when `redis_url` is set (also with the value
+    cache off), else None (one process: changes stay in it)."""
+    if not settings.redis_url:
+        return None
+    from creditgate.adapters.cache.redis_signals import RedisSignals
+
+    return RedisSignals(settings.redis_url, settings.redis_prefix, installation=installation)

@@ -1,4 +1,5 @@
-"""The /graphql endpoint: authenticates, answers the hot reads (fastpath.py), else hands over to Strawberry.
+"""The /graphql endpoint: authenticates, answers the hot reads (fastpath.py), else hands over to Strawberry;
+WebSockets on the same path speak graphql-transport-ws (subscriptions: ws.py, docs/semantics.md §10).
 
 GraphQL over HTTP (docs/frontends.md): a client whose Accept prefers `application/graphql-response+json`
 gets that media type, and request errors (parse, validation, variables) as 400 without a `data` entry;
@@ -9,7 +10,7 @@ gets that media type, and request errors (parse, validation, variables) as 400 w
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from cross_web import HTTPException
@@ -17,9 +18,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET, UnsetType
 
 from creditgate import metrics
 from creditgate.adapters.graphql import fastpath
@@ -27,9 +31,11 @@ from creditgate.adapters.graphql.context import Context
 from creditgate.adapters.graphql.errors import format_error
 from creditgate.adapters.graphql.labels import operation_label
 from creditgate.adapters.graphql.schema import schema
+from creditgate.adapters.graphql.ws import LiveHandler, TextFrames
 from creditgate.domain.errors import DomainError
 from creditgate.services.auth import Principal, authenticate
 from creditgate.services.runtime import Runtime
+from creditgate.services.tokens import check_live
 
 NOBODY = Principal(admin=False)
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -96,11 +102,33 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 class GraphQLApp(GraphQL[Context, None]):
+    websocket_adapter_class = TextFrames
     def __init__(self, ide: Callable[[Request], Awaitable[Response]] | None = None,
-                 origin_allowed: Callable[[str], bool] | None = None) -> None:
-        super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=True)
+                 origin_allowed: Callable[[str], bool] | None = None, *,
+                 ping_interval: float = 15.0, send_timeout: float = 10.0) -> None:
+        # Subscriptions: graphql-transport-ws only, on this same path (ws.py).
+        super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=True,
+                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,))
         self.ide = ide  # GraphiQL with its assets served by creditgate itself (adapters/web)
         self.origin_allowed = origin_allowed  # WebSocket origins: CREDITGATE_CORS_ORIGINS (adapters/web)
+        self.graphql_transport_ws_handler_class = type(
+            "ConfiguredLiveHandler", (LiveHandler,), {"ping_interval": ping_interval, "send_timeout": send_timeout})
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """connection_init: the payload's Authorization, as the header over HTTP; refused: close 4403."""
+        rt = context.rt
+        params = context.connection_params or {}
+        raw = params.get("Authorization", params.get("authorization"))
+        try:
+            principal = authenticate(rt, raw if isinstance(raw, str) else None)
+            await check_live(rt, principal)
+        except DomainError:
+            metrics.count_ws_closed("refused")
+            raise ConnectionRejectionError from None
+        context.principal = principal
+        if principal.expires_at is not None and isinstance(context.connection, LiveHandler):
+            context.connection.expire_at(principal.expires_at)
+        return cast(UnsetType, UNSET)
 
     def is_websocket_origin_allowed(self, request: Any, origin: str) -> bool:
         if self.origin_allowed is None:

@@ -1,4 +1,4 @@
-"""The Strawberry schema: the contract's Query and Mutation, assembled from one module per area."""
+"""The Strawberry schema: the contract's Query, Mutation and Subscription, assembled from one module per area."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from creditgate.adapters.graphql.errors import log_unexpected
 from creditgate.adapters.graphql.features import FeatureMutation, FeatureQuery
 from creditgate.adapters.graphql.grants import GrantMutation, GrantQuery
 from creditgate.adapters.graphql.limits import MAX_TOKENS, VariableListLimit, validation_rules
+from creditgate.adapters.graphql.live import Subscription
 from creditgate.adapters.graphql.meters import MeterMutation, MeterQuery
 from creditgate.adapters.graphql.scalars import SCALARS
 from creditgate.adapters.graphql.subjects import SubjectMutation, SubjectQuery
@@ -39,6 +40,7 @@ def build_schema() -> Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=ENTITLEMENT_TYPES,
         extensions=[
             lambda: MaxTokensLimiter(MAX_TOKENS),
