@@ -38,6 +38,7 @@ class LiveServer:
     clock: Clock
     runtime: Runtime
     loop: asyncio.AbstractEventLoop
+    bus: Any = None
 
     @property
     def ws_url(self) -> str:
@@ -91,7 +92,7 @@ def live_server(backend: Backend, *, clock: Clock | None = None, signals_redis: 
     thread.start()
     assert ready.wait(30), "server did not start"
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", clock, holder["runtime"], holder["loop"])
+        yield LiveServer(f"http://127.0.0.1:{port}", clock, holder["runtime"], holder["loop"], holder["bus"])
     finally:
         holder["server"].should_exit = True
         thread.join(30)
