@@ -266,3 +266,16 @@ def _frame(message: dict[str, Any]) -> bytes:
     n = len(data)
     size = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
     return b"\x81" + size + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+async def test_an_invalidated_token_is_refused_at_the_next_read(srv: LiveServer, gq: GQL) -> None:
+    await seed(gq)
+    token = await token_for(gq, "acme")
+    async with socket_to(srv.ws_url, token) as sock:
+        op = await sock.subscribe("acme", ["ai"])
+        assert (await sock.update(op))["cause"] == "CURRENT"
+        resp = await gq.http.post("/api/v1/portal/tokens/invalidate", json={"subject": "acme"})
+        assert resp.status_code == 204, resp.text
+        await events(gq, "acme", ("2024-01-15T12:00:00Z", 5))  # the subscription reads again: refused
+        assert await sock.closed() == (4403, "token invalidated")
+        assert sock.pending(op) == 0  # the new value was not sent

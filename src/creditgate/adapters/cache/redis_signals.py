@@ -51,9 +51,9 @@ class RedisSignals:
 
     async def publish(self, message: bytes) -> None:
         try:
-            if self._owed:
+            if self._owed and message != GAP:
                 await self._pub.publish(self.channel, GAP)
-                self._owed = False
+            self._owed = False
             await self._pub.publish(self.channel, message)
         except (RedisError, OSError) as exc:
             if not self._owed:
