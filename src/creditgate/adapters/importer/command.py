@@ -6,10 +6,14 @@ that fails (a conflict, a bad value, a failed usage query) is reported and skipp
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
@@ -22,6 +26,8 @@ from creditgate.services.imports import EntitlementImport, Tally, Usage
 from creditgate.services.runtime import Runtime
 
 SUBJECT_BATCH = 500
+FETCHERS = 4  # threads reading the source while entitlements are written
+AHEAD = 32
 PHASES = ("meters", "features", "subjects", "entitlements", "usage")
 LIMITS = (
     "What the v1 API cannot give exactly (docs/import.md):",
@@ -188,49 +194,98 @@ async def _subjects(rt: Runtime, subjects: Sequence[Subject], options: Options, 
         progress.advance(task, len(batch))
 
 
+@dataclass(slots=True)
+class _Planned:
+    """An entitlement to write, with its source reads (usage, balances at lastReset) running in a thread."""
+
+    ent: Entitlement
+    last_reset: datetime | None
+    reads: Future[tuple[list[Usage], dict[str, Decimal] | None]] | None = None
+    error: Exception | None = None
+
+
+def _fetch(source: Source, ent: Entitlement, last_reset: datetime | None,
+           meter: Meter | None) -> tuple[list[Usage], dict[str, Decimal] | None]:
+    usage = [Usage(meter, ent.subject_key, source.usage(meter, ent.subject_key))] if meter is not None else []
+    balances = None
+    if (ent.type == EntitlementType.METERED and ent.deleted_at is None and last_reset is not None
+            and ent.measure_usage_from is not None and last_reset > ent.measure_usage_from):
+        balances = source.balances_at(ent, last_reset)
+    return usage, balances
+
+
 async def _entitlements(rt: Runtime, source: Source, listing: _Listing, features: dict[str, Feature],
                         meters_by_slug: dict[str, Meter], options: Options, progress: Progress, tally: Tally,
                         done: set[tuple[str, str]], after_entitlement: Callable[[int], None] | None) -> None:
+    """Entitlements in the source's order, written one by one; the source reads of the next ones run meanwhile
+    in FETCHERS threads (the SDK is synchronous), at most AHEAD entitlements ahead."""
     items = listing.entitlements
     task = progress.add_task("entitlements", total=len(items))
     there = await svc.existing(rt, "entitlement", [e.id for e, _ in items])
+    todo = [(e, r) for e, r in items if e.id not in there]
+    tally.skipped += len(items) - len(todo)
+    progress.advance(task, len(items) - len(todo))
     written = 0
-    for ent, last_reset in items:
-        try:
-            if ent.id in there:
-                tally.skipped += 1
-                continue
-            usage: list[Usage] = []
-            if ent.type == EntitlementType.METERED:
-                feature = features.get(ent.feature_id)
-                meter = meters_by_slug.get(feature.meter_slug or "") if feature is not None else None
-                if meter is None:
-                    raise LookupError(f"the meter of feature {ent.feature_key!r} is not at the source")
-                unit = (meter.id, ent.subject_key)
-                if not options.dry_run and unit not in done and not await svc.usage_imported(rt, *unit):
-                    usage.append(Usage(meter, ent.subject_key, source.usage(meter, ent.subject_key)))
-                done.add(unit)
-            if options.dry_run:
-                tally.imported += 1
-                continue
-            balances = None
-            if (ent.type == EntitlementType.METERED and ent.deleted_at is None and last_reset is not None
-                    and ent.measure_usage_from is not None and last_reset > ent.measure_usage_from):
-                balances = source.balances_at(ent, last_reset)
-            item = EntitlementImport(ent, listing.grants.get(ent.id, []), last_reset, usage, balances)
-            if await svc.import_entitlement(rt, item):
+    queue: deque[_Planned] = deque()
+    pending = iter(todo)
+    with ThreadPoolExecutor(FETCHERS) as pool:
+        async def plan_next() -> bool:
+            nxt = next(pending, None)
+            if nxt is None:
+                return False
+            planned = _Planned(*nxt)
+            queue.append(planned)
+            ent = planned.ent
+            try:
+                meter = None
+                if ent.type == EntitlementType.METERED:
+                    feature = features.get(ent.feature_id)
+                    meter = meters_by_slug.get(feature.meter_slug or "") if feature is not None else None
+                    if meter is None:
+                        raise LookupError(f"the meter of feature {ent.feature_key!r} is not at the source")
+                    unit = (meter.id, ent.subject_key)
+                    if options.dry_run or unit in done or await svc.usage_imported(rt, *unit):
+                        meter = None  # its usage is there (or this run brings it with another entitlement)
+                    done.add(unit)
+                if not options.dry_run:
+                    planned.reads = pool.submit(_fetch, source, ent, planned.last_reset, meter)
+            except Exception as exc:
+                planned.error = exc
+            return True
+
+        while len(queue) < AHEAD and await plan_next():
+            pass
+        while queue:
+            planned = queue.popleft()
+            await plan_next()
+            ent = planned.ent
+            try:
+                if planned.error is not None:
+                    raise planned.error
+                if options.dry_run:
+                    tally.imported += 1
+                    continue
+                assert planned.reads is not None
+                usage, balances = await asyncio.wrap_future(planned.reads)
+                item = EntitlementImport(ent, listing.grants.get(ent.id, []), planned.last_reset, usage, balances)
+                if not await svc.import_entitlement(rt, item):
+                    tally.skipped += 1
+                    continue
                 tally.imported += 1
                 written += 1
-            else:
-                tally.skipped += 1
+            except Exception as exc:
+                _error(tally, f"entitlement {ent.id} ({ent.subject_key}/{ent.feature_key})", exc)
                 continue
-        except Exception as exc:
-            _error(tally, f"entitlement {ent.id} ({ent.subject_key}/{ent.feature_key})", exc)
-            continue
-        finally:
-            progress.advance(task)
-        if after_entitlement is not None:
-            after_entitlement(written)
+            finally:
+                progress.advance(task)
+            if after_entitlement is not None:
+                try:
+                    after_entitlement(written)
+                except BaseException:
+                    for p in queue:  # stop the reads still queued
+                        if p.reads is not None:
+                            p.reads.cancel()
+                    raise
 
 
 async def _usage(rt: Runtime, source: Source, meters: Sequence[Meter], options: Options, progress: Progress,

@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import Table, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -106,6 +107,9 @@ async def add_imported_minutes(session: AsyncSession, rows: Sequence[ImportedMin
     if not rows:
         return
     pg = dialect_name(session) == "postgresql"
+    if pg:
+        await _pg_add(session, rows)
+        return
     stmt = upsert(session, MINUTES)
     least = func.least if pg else func.min
     greatest = func.greatest if pg else func.max
@@ -124,3 +128,24 @@ async def add_imported_minutes(session: AsyncSession, rows: Sequence[ImportedMin
             {"meter_id": r.meter_id, "subject": r.subject, "group_key": r.group_key, "minute": r.minute,
              "groups": r.groups, "sum": r.sum, "count": r.count, "min": r.min, "max": r.max,
              "imported": r.imported} for r in ordered[i:i + CHUNK]])
+
+
+# PostgreSQL: all rows as one JSON parameter, one statement (as ingest adds its aggregates, adapters/sql/events.py).
+_PG_ADD = """
+  INSERT INTO meter_minutes AS m (meter_id, subject, group_key, minute, groups, sum, count, min, max, imported)
+  SELECT r->>0, r->>1, r->>2, (r->>3)::timestamptz, (r->>2)::jsonb, (r->>4)::numeric, (r->>5)::bigint,
+         (r->>6)::float8, (r->>7)::float8, (r->>8)::numeric
+  FROM jsonb_array_elements(%(rows)s::jsonb) AS r
+  ORDER BY r->>0, r->>1, r->>2, (r->>3)::timestamptz
+  ON CONFLICT (meter_id, subject, group_key, minute) DO UPDATE SET
+    sum = m.sum + excluded.sum, count = m.count + excluded.count,
+    min = least(m.min, excluded.min), max = greatest(m.max, excluded.max),
+    imported = coalesce(m.imported, 0) + excluded.imported"""
+
+
+async def _pg_add(session: AsyncSession, rows: Sequence[ImportedMinute]) -> None:
+    raw = await (await session.connection()).get_raw_connection()
+    payload = orjson.dumps([(r.meter_id, r.subject, r.group_key, r.minute, str(r.sum), r.count, r.min, r.max,
+                             str(r.imported)) for r in rows]).decode()
+    async with raw.driver_connection.cursor() as cur:  # type: ignore[union-attr]
+        await cur.execute(_PG_ADD, {"rows": payload})
