@@ -89,6 +89,31 @@ class MeterMinuteRow(SQLModel, table=True):
     imported: Decimal | None = _dec(nullable=True)  # the source's minute value, when `creditgate import` wrote it
 
 
+class UsageHourRow(SQLModel, table=True):
+    """SUM/COUNT of meter_minutes per UTC hour (meter, subject, group). Kept in step by database triggers on
+    meter_minutes (migration 0004), so every writer of minutes updates it in its own transaction."""
+
+    __tablename__ = "usage_hours"
+    meter_id: str = Field(primary_key=True, max_length=26)
+    subject: str = Field(primary_key=True)
+    at: datetime = Field(sa_type=UTCDateTime, primary_key=True)  # the hour's start, UTC
+    group_key: str = Field(primary_key=True)  # as in meter_minutes
+    sum: Decimal = _dec()
+    count: int = Field(sa_type=BigInteger)
+
+
+class UsageDayRow(SQLModel, table=True):
+    """The same per UTC day (usage_hours' twin, kept by the same triggers)."""
+
+    __tablename__ = "usage_days"
+    meter_id: str = Field(primary_key=True, max_length=26)
+    subject: str = Field(primary_key=True)
+    at: datetime = Field(sa_type=UTCDateTime, primary_key=True)  # the day's start, UTC
+    group_key: str = Field(primary_key=True)
+    sum: Decimal = _dec()
+    count: int = Field(sa_type=BigInteger)
+
+
 class MeterMinuteValueRow(SQLModel, table=True):
     """Distinct values per minute, for UNIQUE_COUNT meters."""
 
@@ -217,3 +242,107 @@ class InstallationRow(SQLModel, table=True):
     singleton: int = Field(default=1, sa_column=Column(Integer, primary_key=True, autoincrement=False))
     id: str = Field(max_length=32)
     created_at: datetime = _ts()
+
+
+# ---- notifications (docs/semantics.md §11) ----------------------------------------------------------------
+
+class NotificationChannelRow(SQLModel, table=True):
+    __tablename__ = "notification_channels"
+    id: str = Field(primary_key=True, max_length=26)
+    type: str = Field(max_length=16)
+    name: str
+    url: str = Field(sa_type=Text)
+    custom_headers: dict[str, str] = _json()
+    signing_secret: str
+    disabled: bool = False
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    deleted_at: datetime | None = _ts(nullable=True)
+
+
+class NotificationRuleRow(SQLModel, table=True):
+    __tablename__ = "notification_rules"
+    id: str = Field(primary_key=True, max_length=26)
+    type: str = Field(max_length=64)
+    name: str
+    thresholds: list[dict[str, str]] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    feature_ids: list[str] | None = Field(default=None, sa_type=JSONType)  # NULL: every metered feature
+    disabled: bool = False
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    deleted_at: datetime | None = _ts(nullable=True)
+
+
+class NotificationRuleChannelRow(SQLModel, table=True):
+    """The channels of a rule (so that a channel's users are one indexed read)."""
+
+    __tablename__ = "notification_rule_channels"
+    __table_args__ = (Index("ix_notification_rule_channels_channel", "channel_id"),)
+    rule_id: str = Field(primary_key=True, max_length=26)
+    channel_id: str = Field(primary_key=True, max_length=26)
+    position: int = 0
+
+
+class NotificationEventRow(SQLModel, table=True):
+    __tablename__ = "notification_events"
+    __table_args__ = (
+        Index("ix_notification_events_created", "created_at"),
+        Index("ix_notification_events_rule", "rule_id"),
+        Index("ix_notification_events_subject", "subject_key"),
+    )
+    id: str = Field(primary_key=True, max_length=26)
+    type: str = Field(max_length=64)
+    rule_id: str = Field(max_length=26)
+    subject_key: str
+    feature_id: str = Field(max_length=26)
+    feature_key: str
+    entitlement_id: str = Field(max_length=26)
+    period_start: datetime = _ts()
+    threshold_type: str = Field(max_length=8)
+    threshold_value: Decimal = _dec()
+    value: dict[str, Any] = _json()  # {hasAccess, balance, usage, overage} as decimal text
+    payload: dict[str, Any] = _json()
+    annotations: dict[str, Any] = _json()
+    created_at: datetime = _ts()
+
+
+class NotificationMarkRow(SQLModel, table=True):
+    """One row per (rule, entitlement, usage period, threshold) ever reached: the primary key is what makes
+    "at most one event" hold in the database. `event_id` is the event that carried it (for a threshold
+    passed together with a higher one, that higher one's event)."""
+
+    __tablename__ = "notification_marks"
+    rule_id: str = Field(primary_key=True, max_length=26)
+    entitlement_id: str = Field(primary_key=True, max_length=26)
+    period_start: datetime = Field(sa_type=UTCDateTime, primary_key=True)
+    threshold: str = Field(primary_key=True, max_length=64)  # "NUMBER:80" / "PERCENT:100" (canonical decimal)
+    event_id: str = Field(max_length=26)
+    passed: bool = False  # reached together with a higher threshold, which carried the event
+    created_at: datetime = _ts()
+
+
+class NotificationDeliveryRow(SQLModel, table=True):
+    """The delivery queue: one row per (event, channel)."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (Index("ix_notification_deliveries_due", "state", "next_attempt_at"),)
+    event_id: str = Field(primary_key=True, max_length=26)
+    channel_id: str = Field(primary_key=True, max_length=26)
+    state: str = Field(max_length=8)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_type=Text)
+    next_attempt_at: datetime | None = _ts(nullable=True)  # PENDING: due then; SENDING: the lease's end
+    first_attempt_at: datetime | None = _ts(nullable=True)
+    updated_at: datetime = _ts()
+
+
+class NotificationPendingRow(SQLModel, table=True):
+    """Evaluation work: the subjects whose values may have crossed a threshold, written in the same transaction
+    as the write (only while an enabled rule exists), and the next instant a value changes with no write."""
+
+    __tablename__ = "notification_pending"
+    __table_args__ = (Index("ix_notification_pending_due", "due_at"),)
+    subject_key: str = Field(primary_key=True)
+    due_at: datetime = _ts()
+    version: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default=text("0")))
+    claimed_until: datetime | None = _ts(nullable=True)  # an evaluator works on it until then

@@ -138,6 +138,16 @@ def _decimal_add(a: Any, b: Any) -> str | None:
         return dec_text(to_decimal(a) + to_decimal(b))
 
 
+def _decimal_sub(a: Any, b: Any) -> str | None:
+    """a - b (NULL as 0 when the other is given), for the usage bucket triggers (migration 0004)."""
+    if b is None:
+        return _decimal_add(a, None)
+    with localcontext() as ctx:
+        ctx.prec = PRECISION
+        return _decimal_add(a, dec_text(-to_decimal(b))) if a is not None else dec_text(-to_decimal(b))
+
+
 def register_sqlite_functions(conn: sqlite3.Connection) -> None:
     conn.create_aggregate("dsum", 1, _DecimalSum)  # type: ignore[arg-type]
     conn.create_function("dadd", 2, _decimal_add, deterministic=True)
+    conn.create_function("dsub", 2, _decimal_sub, deterministic=True)
