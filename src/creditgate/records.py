@@ -193,3 +193,96 @@ class PortalToken:
     expires_at: datetime
     invalidated_at: datetime | None
     created_at: datetime
+
+
+# ---- notifications (docs/semantics.md §11) ---------------------------------------------------------------
+
+BALANCE_THRESHOLD = "entitlements.balance.threshold"  # the one rule and event type, as on the wire
+
+
+class ThresholdType(StrEnum):
+    NUMBER = "NUMBER"
+    PERCENT = "PERCENT"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "PENDING"  # waiting for its next attempt (next_attempt_at)
+    SENDING = "SENDING"  # an attempt is in flight (claimed by one worker until its lease ends)
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationChannel:
+    """A webhook channel; `type` is always "WEBHOOK"."""
+
+    id: str
+    type: str
+    name: str
+    url: str
+    custom_headers: dict[str, str]
+    signing_secret: str  # "whsec_" + base64
+    disabled: bool
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    value: Decimal  # > 0
+    type: ThresholdType
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRule:
+    id: str
+    type: str  # BALANCE_THRESHOLD
+    name: str
+    thresholds: tuple[Threshold, ...]
+    feature_ids: tuple[str, ...] | None  # None: every metered feature
+    channel_ids: tuple[str, ...]
+    disabled: bool
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceValue:
+    """A metered entitlement's value as an event recorded it."""
+
+    has_access: bool
+    balance: Decimal
+    usage: Decimal
+    overage: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStatus:
+    event_id: str
+    channel_id: str
+    state: DeliveryState
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None  # PENDING: when the next attempt is due
+    first_attempt_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationEvent:
+    id: str  # also the webhook-id of every delivery attempt
+    type: str  # BALANCE_THRESHOLD
+    rule_id: str
+    subject_key: str
+    feature_id: str
+    feature_key: str
+    entitlement_id: str
+    period_start: datetime  # the usage period the threshold was reached in
+    threshold: Threshold
+    value: BalanceValue
+    payload: dict[str, Any]  # the exact JSON body sent to the channels
+    annotations: dict[str, Any]  # {"test": true} for a rule test
+    created_at: datetime
+    deliveries: tuple[DeliveryStatus, ...]
