@@ -117,6 +117,7 @@ async def create_entitlement(rt: Runtime, subject_key: str, inp: EntitlementInpu
                 expires_at=expires_at(measure, Interval.YEAR, 100), recurrence_interval=None, recurrence_anchor=None,
                 min_rollover=amount, max_rollover=amount, metadata={"issueAfterReset": "true"}, voided_at=None,
                 created_at=now, updated_at=now))
+        await invalidation.values_change_in_tx(s, [subject_key])
     await invalidation.invalidate_subjects(rt, [subject_key], ValueChangeCause.ENTITLEMENT)
     return ent
 
@@ -151,6 +152,7 @@ async def delete_entitlement(rt: Runtime, subject_key: str, ent_id: str) -> None
             raise NotFound(f"entitlement {ent_id!r} not found for subject {subject_key!r}")
         if not await repo.soft_delete(s, ent_id, now):
             raise NotFound(f"entitlement {ent_id!r} not found for subject {subject_key!r}")
+        await invalidation.values_change_in_tx(s, [subject_key])
     await invalidation.invalidate_subjects(rt, [subject_key], ValueChangeCause.ENTITLEMENT)
 
 
@@ -176,6 +178,7 @@ async def reset_entitlement(rt: Runtime, subject_key: str, ref: str, effective_a
         await repo.insert_reset(s, Reset(id=new_id(), entitlement_id=ent.id, reset_at=at,
                                          retain_anchor=retain_anchor, created_at=now))
         await snap_repo.drop_from(s, [ent.id], at)
+        await invalidation.values_change_in_tx(s, [subject_key])
     await invalidation.invalidate_subjects(rt, [subject_key], ValueChangeCause.RESET)
     return ent
 

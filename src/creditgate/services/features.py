@@ -82,5 +82,6 @@ async def archive_feature(rt: Runtime, id_or_key: str) -> Feature:
         feature = await repo.archive_feature(s, live.id, rt.now()) if live is not None else None
         if feature is None:
             raise NotFound(f"feature {id_or_key!r} not found or already archived")
+        await invalidation.feature_archived_in_tx(s, feature)
     await invalidation.feature_archived(rt, feature)
     return feature

@@ -87,6 +87,7 @@ async def create_grant(rt: Runtime, subject_key: str, ref: str, inp: GrantInput)
             min_rollover=lo, max_rollover=hi, metadata=meta, voided_at=None, created_at=now, updated_at=now)
         await repo.insert_grant(s, grant)
         await snap_repo.drop_from(s, [ent.id], effective)
+        await invalidation.values_change_in_tx(s, [ent.subject_key])
     await invalidation.invalidate_subjects(rt, [ent.subject_key], ValueChangeCause.GRANT)
     return grant
 
@@ -106,6 +107,7 @@ async def void_grant(rt: Runtime, grant_id: str) -> Grant:
             raise BadInput(f"grant {grant_id!r} is already voided")
         grant = await repo.set_voided(s, grant_id, at)
         await snap_repo.drop_from(s, [ent.id], at)
+        await invalidation.values_change_in_tx(s, [ent.subject_key])
     await invalidation.invalidate_subjects(rt, [ent.subject_key], ValueChangeCause.VOID)
     return grant
 

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from creditgate.adapters.sql import entitlements as ent_repo
+from creditgate.adapters.sql import notifications as notification_repo
 from creditgate.adapters.sql import snapshots as snap_repo
 from creditgate.adapters.sql.db import Session
 from creditgate.records import Feature, ValueChangeCause
 from creditgate.services.cache import subject_group
 from creditgate.services.runtime import Runtime
 
-__all__ = ["UsageTouch", "feature_archived", "invalidate_subjects", "subject_group", "usage_changed",
-           "usage_changed_in_tx"]
+__all__ = ["UsageTouch", "feature_archived", "feature_archived_in_tx", "invalidate_subjects", "subject_group",
+           "usage_changed", "usage_changed_in_tx", "values_change_in_tx"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +42,16 @@ async def invalidate_subjects(rt: Runtime, subjects: Iterable[str],
     await rt.changes.emit(subjects, cause)
 
 
+async def values_change_in_tx(session: Session, subjects: Iterable[str]) -> None:
+    """Inside every writing transaction that can change these subjects' now-values: record that their
+    notification rules must be evaluated (docs/semantics.md §11.4), committed with the write so that a crash
+    right after it cannot lose an event. One statement; it writes nothing while no enabled rule exists."""
+    await notification_repo.mark_pending(session, subjects)
+
+
 async def usage_changed_in_tx(session: Session, touches: Sequence[UsageTouch]) -> None:
-    """Inside the ingest transaction: drop snapshots the new events make stale (docs/semantics.md §6.4)."""
+    """Inside the ingest transaction: drop snapshots the new events make stale (docs/semantics.md §6.4) and
+    record the notification evaluation of the subjects with a touched metered entitlement (§11.4)."""
     if not touches:
         return
     first: dict[tuple[str, str], datetime] = {}
@@ -63,11 +72,18 @@ async def usage_changed_in_tx(session: Session, touches: Sequence[UsageTouch]) -
         by_minute = {min(by_minute): sorted(since)}
     for at, ids in by_minute.items():
         await snap_repo.drop_from(session, ids, at)
+    if touched:
+        await values_change_in_tx(session, {subject for _, subject, _ in touched})
 
 
 async def usage_changed(rt: Runtime, touches: Sequence[UsageTouch]) -> None:
     """After the ingest commit: invalidate the cached values of the affected entitlements."""
     await invalidate_subjects(rt, {t.subject for t in touches}, ValueChangeCause.INGEST)
+
+
+async def feature_archived_in_tx(session: Session, feature: Feature) -> None:
+    """Inside the archiving transaction: the feature's entitlements' values may change (§11.4)."""
+    await values_change_in_tx(session, await ent_repo.subjects_of_feature(session, feature.id))
 
 
 async def feature_archived(rt: Runtime, feature: Feature) -> None:

@@ -248,7 +248,7 @@ async def create_rule(rt: Runtime, name: str, thresholds: Sequence[Any], channel
                                 created_at=now, updated_at=now, deleted_at=None)
         await repo.insert_rule(s, rule)
         if not rule.disabled:
-            await repo.mark_covered_pending(s, feature_ids, now)
+            await repo.mark_covered_pending(s, feature_ids)
     _wake(rt)
     return rule
 
@@ -269,7 +269,7 @@ async def update_rule(rt: Runtime, rule_id: str, name: str, thresholds: Sequence
                        disabled=bool(disabled), updated_at=now)
         await repo.save_rule(s, rule)
         if not rule.disabled:
-            await repo.mark_covered_pending(s, feature_ids, now)
+            await repo.mark_covered_pending(s, feature_ids)
     _wake(rt)
     return rule
 

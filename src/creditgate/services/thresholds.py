@@ -2,13 +2,13 @@
 to events and their deliveries.
 
 - Every write that can change a value records its subjects in `notification_pending` in its own transaction
-  (`mark_in_tx`, called from services/invalidation.py; nothing is written while no enabled rule exists). So an
+  (services/invalidation.py `values_change_in_tx`; nothing is written while no enabled rule exists). So an
   acknowledged write always leads to an evaluation, even if the process dies right after it.
 - `evaluate_due` claims due subjects (a short transaction; PostgreSQL `FOR UPDATE SKIP LOCKED`), computes the
   now-values of their entitlements covered by an enabled rule, and for each (rule, entitlement, usage period)
   creates at most one event per threshold: the marks' primary key holds it in the database. The pending row
   is then kept due at the next instant a value changes with no write (TIME), or removed.
-- The event's payload is rendered by the REST adapter's representations (`PayloadRenderer`, wired by app.py).
+- The event's payload is the REST API's representation of the objects (creditgate/wire.py, shared with REST).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from creditgate.adapters.sql import entitlements as ent_repo
 from creditgate.adapters.sql import notifications as repo
@@ -31,7 +31,6 @@ from creditgate.records import (
     BalanceValue,
     Entitlement,
     EntitlementType,
-    Feature,
     NotificationChannel,
     NotificationEvent,
     NotificationRule,
@@ -42,54 +41,13 @@ from creditgate.records import (
 )
 from creditgate.services import validation
 from creditgate.services.balances import Bundle, Op, load_bundles, run_ops
-from creditgate.services.entitlements import UsagePeriods, usage_periods
+from creditgate.services.entitlements import usage_periods
 from creditgate.services.runtime import Runtime
+from creditgate.wire import balance_threshold_payload
 
 log = logging.getLogger("creditgate.notifications")
 CLAIM_LEASE = timedelta(seconds=60)  # an evaluator that died mid-batch loses its claim after this
 BATCH = 100  # subjects per claim
-
-
-@dataclass(frozen=True, slots=True)
-class PayloadParts:
-    """What an event's payload shows: the objects as of the event."""
-
-    event_id: str
-    at: datetime
-    entitlement: Entitlement
-    periods: UsagePeriods | None
-    feature: Feature
-    subject: Subject
-    value: BalanceValue
-    threshold: Threshold
-
-
-class PayloadRenderer(Protocol):
-    """Renders the JSON body sent to channels ({id, type, timestamp, data}); the REST adapter implements it
-    with its own representations of the objects (app.py registers it with `use_payload_renderer`)."""
-
-    def __call__(self, parts: PayloadParts) -> dict[str, Any]: ...
-
-
-_RENDERER = "notifications_payload"
-
-
-def use_payload_renderer(rt: Runtime, renderer: PayloadRenderer) -> None:
-    rt.extras[_RENDERER] = renderer
-
-
-def _render(rt: Runtime, parts: PayloadParts) -> dict[str, Any]:
-    renderer = rt.extras.get(_RENDERER)
-    if renderer is None:
-        raise RuntimeError("no notification payload renderer: app.py registers the REST adapter's")
-    out: dict[str, Any] = renderer(parts)
-    return out
-
-
-async def mark_in_tx(session: Session, subjects: Sequence[str], at: datetime) -> None:
-    """Inside a writing transaction: these subjects' values may have changed at `at`; evaluate them (durable:
-    committed with the write). One statement, which writes nothing while no enabled rule exists."""
-    await repo.mark_pending(session, subjects, at)
 
 
 # ---- evaluation -----------------------------------------------------------------------------------------
@@ -194,7 +152,7 @@ async def _evaluate_subject(rt: Runtime, subject: str, version: int, ents: list[
                     top, passed = found
                     if subject_rec is None:
                         subject_rec = await _subject(s, subject, now)
-                    event = _event(rt, rule, v, subject_rec, _threshold(top), now, {})
+                    event = _event(rule, v, subject_rec, _threshold(top), now, {})
                     marks = [(repo.threshold_key(_threshold(top)), False),
                              *((repo.threshold_key(_threshold(lv)), True) for lv in passed)]
                     await repo.insert_event(s, event, marks, [c for c in rule.channel_ids if c in channels], now)
@@ -206,13 +164,13 @@ async def _subject(s: Session, key: str, now: datetime) -> Subject:
     return found or Subject(id=key, key=key, display_name=None, metadata={}, created_at=now, updated_at=now)
 
 
-def _event(rt: Runtime, rule: NotificationRule, v: _Now, subject: Subject, threshold: Threshold, now: datetime,
+def _event(rule: NotificationRule, v: _Now, subject: Subject, threshold: Threshold, now: datetime,
            annotations: dict[str, Any]) -> NotificationEvent:
     ent, feature = v.bundle.ent, v.bundle.feature
     assert feature is not None
     event_id = new_id()
     periods = usage_periods(ent, v.bundle.resets, now)
-    payload = _render(rt, PayloadParts(event_id, now, ent, periods, feature, subject, v.value, threshold))
+    payload = balance_threshold_payload(event_id, now, ent, periods, feature, subject, v.value, threshold)
     return NotificationEvent(id=event_id, type=BALANCE_THRESHOLD, rule_id=rule.id, subject_key=ent.subject_key,
                              feature_id=ent.feature_id, feature_key=ent.feature_key, entitlement_id=ent.id,
                              period_start=v.period_start, threshold=threshold, value=v.value, payload=payload,
@@ -249,7 +207,7 @@ async def test_event(rt: Runtime, rule_id: str) -> NotificationEvent:
         channels = await repo.channels_by_ids(s, rule.channel_ids)
         live = [c for c in rule.channel_ids if c in channels and channels[c].deleted_at is None
                 and not channels[c].disabled]
-        event = _event(rt, rule, v, await _subject(s, v.bundle.ent.subject_key, now), top, now, {"test": True})
+        event = _event(rule, v, await _subject(s, v.bundle.ent.subject_key, now), top, now, {"test": True})
         await repo.insert_event(s, event, [], live, now)
         found = await repo.get_event(s, event.id)
     assert found is not None

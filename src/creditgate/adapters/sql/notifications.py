@@ -5,7 +5,7 @@ the evaluation work (`notification_pending`). Every lock lives here: PostgreSQL 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -342,7 +342,10 @@ _MARK = {
 }
 
 
-async def mark_pending(session: AsyncSession, subjects: Iterable[str], due: datetime) -> None:
+DUE_NOW = datetime(1970, 1, 1, tzinfo=UTC)  # due at once, whatever the clock says
+
+
+async def mark_pending(session: AsyncSession, subjects: Iterable[str], due: datetime = DUE_NOW) -> None:
     """Inside a writing transaction: these subjects are due for evaluation at `due` (one statement, which writes
     nothing while no enabled rule exists). An earlier due instant wins; every mark bumps the version, so an
     evaluation that started before it does not clear the row (`finish_pending`)."""
@@ -354,7 +357,8 @@ async def mark_pending(session: AsyncSession, subjects: Iterable[str], due: date
                           {"due": due, "off": False, "subjects": keys if pg else orjson.dumps(keys).decode()})
 
 
-async def mark_covered_pending(session: AsyncSession, feature_ids: Sequence[str] | None, due: datetime) -> None:
+async def mark_covered_pending(session: AsyncSession, feature_ids: Sequence[str] | None,
+                               due: datetime = DUE_NOW) -> None:
     """Every subject with a live metered entitlement to one of `feature_ids` (None: any) is due at `due`
     (after a rule is created, changed or enabled)."""
     stmt = core_select(_E.c.subject_key).distinct().where(_E.c.deleted_at.is_(None),
