@@ -3,7 +3,6 @@ JSON string on the wire)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -21,7 +20,6 @@ from creditgate.adapters.rest.models import (
     Period,
     ResetIn,
     SubjectEntitlementsQuery,
-    UsagePeriodOut,
     ValueQuery,
 )
 from creditgate.adapters.rest.router import Call, api
@@ -32,33 +30,10 @@ from creditgate.services import features as feature_svc
 from creditgate.services import history as history_svc
 from creditgate.services import values as value_svc
 from creditgate.services.runtime import Runtime
+from creditgate.wire import entitlement_out, value_out
 
 TAG = "Entitlements"
 ENT = "/subjects/{subjectIdOrKey}/entitlements"
-
-
-def num(x: Decimal | None) -> float | None:
-    return None if x is None else float(x)
-
-
-def config_text(config: Any) -> str | None:
-    return None if config is None else orjson.dumps(config).decode()
-
-
-def entitlement_out(e: Entitlement, periods: svc.UsagePeriods | None) -> EntitlementOut:
-    out = EntitlementOut(id=e.id, type=e.type.lower(), feature_id=e.feature_id,
-                         feature_key=e.feature_key, subject_key=e.subject_key, metadata=e.metadata,
-                         created_at=e.created_at, updated_at=e.updated_at, deleted_at=e.deleted_at)
-    if e.type == EntitlementType.STATIC:
-        out.config = config_text(e.config)
-    elif periods is not None:  # METERED: the period fields as services compute them
-        out.is_soft_limit, out.is_unlimited = e.is_soft_limit, False
-        out.issue_after_reset, out.issue_after_reset_priority = num(e.issue_after_reset), e.issue_after_reset_priority
-        out.measure_usage_from = e.measure_usage_from
-        out.usage_period = UsagePeriodOut(interval=periods.interval, anchor=periods.anchor)
-        out.current_usage_period = Period(from_=periods.current_from, to=periods.current_to)
-        out.last_reset = periods.last_reset
-    return out
 
 
 async def entitlements_out(rt: Runtime, ents: list[Entitlement]) -> list[EntitlementOut]:
@@ -170,8 +145,7 @@ async def get_entitlement_value(c: Call) -> EntitlementValueOut:
     v = access.value
     if v is None:
         raise NotFound(f"no entitlement {ref!r} for subject {key!r}")
-    return EntitlementValueOut(has_access=v.has_access, balance=num(v.balance), usage=num(v.usage),
-                               overage=num(v.overage), config=config_text(v.config))
+    return value_out(v.has_access, v.balance, v.usage, v.overage, v.config)
 
 
 @api.route("GET", ENT + "/{entitlementId}/history", op_id="getEntitlementHistory", tag=TAG,

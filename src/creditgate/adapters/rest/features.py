@@ -5,17 +5,11 @@ from __future__ import annotations
 from creditgate.adapters.rest.models import FeatureIn, FeatureListQuery, FeatureOut
 from creditgate.adapters.rest.router import Call, api
 from creditgate.domain.errors import NotFound
-from creditgate.records import Feature
 from creditgate.services import features as svc
+from creditgate.wire import feature_out
 
 TAG = "Features"
 ORDER = {"id": "ID", "key": "KEY", "createdAt": "CREATED_AT", "updatedAt": "UPDATED_AT"}
-
-
-def feature_out(f: Feature) -> FeatureOut:
-    return FeatureOut(id=f.id, key=f.key, name=f.name, metadata=f.metadata, meter_slug=f.meter_slug,
-                      meter_group_by_filters=f.meter_group_by_filters, archived_at=f.archived_at,
-                      created_at=f.created_at, updated_at=f.updated_at)
 
 
 @api.route("GET", "/features", op_id="listFeatures", tag=TAG, summary="List features",

@@ -1,32 +1,34 @@
 """Wire models (camelCase JSON): request bodies, query parameters and responses.
 
-They describe shapes only; the rules (formats, ranges, uniqueness) live in the services.
+They describe shapes only; the rules (formats, ranges, uniqueness) live in the services. The response
+models of subjects, features, entitlements and values live in creditgate/wire.py (the webhook payload
+of notifications reuses them) and are re-exported here.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field
 
 from creditgate.records import Aggregation  # the shared vocabulary, as GraphQL's MeterAggregation
-from creditgate.timefmt import format_rfc3339, parse_rfc3339
+from creditgate.wire import (
+    EntitlementOut,
+    EntitlementTypeName,
+    EntitlementValueOut,
+    FeatureOut,
+    Interval,
+    Period,
+    SubjectOut,
+    Time,
+    UsagePeriodOut,
+    Wire,
+)
 
+__all__ = ["EntitlementOut", "EntitlementValueOut", "FeatureOut", "Period", "SubjectOut", "Time",
+           "UsagePeriodOut", "Wire"]
 
-def _parse_time(value: Any) -> datetime:
-    return parse_rfc3339(value.replace(" ", "+") if isinstance(value, str) else value)
-
-
-# RFC 3339 in ("+" may arrive unescaped in a query string, decoded as a space), UTC "Z" out.
-Time = Annotated[datetime, BeforeValidator(_parse_time), PlainSerializer(format_rfc3339, return_type=str),
-                 WithJsonSchema({"type": "string", "format": "date-time"})]
 Number = Annotated[float, Field()]
-
-
-class Wire(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
 class Problem(Wire):
@@ -48,15 +50,6 @@ class SubjectIn(Wire):
     metadata: dict[str, Any] | None = None
 
 
-class SubjectOut(Wire):
-    id: str
-    key: str
-    display_name: str | None = None
-    metadata: dict[str, Any] | None = None
-    created_at: Time
-    updated_at: Time
-
-
 # ---- features -------------------------------------------------------------------------------------------
 
 class FeatureIn(Wire):
@@ -65,18 +58,6 @@ class FeatureIn(Wire):
     metadata: dict[str, Any] | None = None
     meter_slug: str | None = None
     meter_group_by_filters: dict[str, str] | None = None
-
-
-class FeatureOut(Wire):
-    id: str
-    key: str
-    name: str
-    metadata: dict[str, Any] | None = None
-    meter_slug: str | None = None
-    meter_group_by_filters: dict[str, str] | None = None
-    archived_at: Time | None = None
-    created_at: Time
-    updated_at: Time
 
 
 class Page(Wire):
@@ -192,24 +173,13 @@ class EventListQuery(Wire):
 
 # ---- entitlements ---------------------------------------------------------------------------------------
 
-EntitlementType = Literal["metered", "static", "boolean"]
-Interval = Literal["DAY", "WEEK", "MONTH", "YEAR"]
+EntitlementType = EntitlementTypeName
 Duration = Literal["HOUR", "DAY", "WEEK", "MONTH", "YEAR"]
 
 
 class UsagePeriodIn(Wire):
     interval: Interval
     anchor: Time | None = None
-
-
-class UsagePeriodOut(Wire):
-    interval: Interval
-    anchor: Time
-
-
-class Period(Wire):
-    from_: Time = Field(alias="from")
-    to: Time
 
 
 class EntitlementIn(Wire):
@@ -227,29 +197,6 @@ class EntitlementIn(Wire):
     config: str | dict[str, Any] | None = Field(None, description="static: a JSON object encoded as a string")
 
 
-class EntitlementOut(Wire):
-    id: str
-    type: EntitlementType
-    feature_id: str
-    feature_key: str
-    subject_key: str
-    metadata: dict[str, Any] | None = None
-    created_at: Time
-    updated_at: Time
-    deleted_at: Time | None = None
-    # metered
-    is_soft_limit: bool | None = None
-    is_unlimited: bool | None = None
-    issue_after_reset: float | None = None
-    issue_after_reset_priority: int | None = None
-    measure_usage_from: Time | None = None
-    usage_period: UsagePeriodOut | None = None
-    current_usage_period: Period | None = None
-    last_reset: Time | None = None
-    # static
-    config: str | None = Field(None, description="static: a JSON object encoded as a string")
-
-
 class EntitlementListQuery(Page):
     order_by: Literal["createdAt", "updatedAt"] = "createdAt"
     include_deleted: bool = False
@@ -264,14 +211,6 @@ class SubjectEntitlementsQuery(Wire):
 
 class ValueQuery(Wire):
     time: Time | None = None
-
-
-class EntitlementValueOut(Wire):
-    has_access: bool
-    balance: float | None = None
-    usage: float | None = None
-    overage: float | None = None
-    config: str | None = None
 
 
 class HistoryQuery(Wire):

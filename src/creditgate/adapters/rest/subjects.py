@@ -5,15 +5,10 @@ from __future__ import annotations
 from creditgate.adapters.rest.models import SubjectIn, SubjectOut
 from creditgate.adapters.rest.router import Call, api
 from creditgate.domain.errors import NotFound
-from creditgate.records import Subject
 from creditgate.services import subjects as svc
+from creditgate.wire import subject_out
 
 TAG = "Subjects"
-
-
-def subject_out(s: Subject) -> SubjectOut:
-    return SubjectOut(id=s.id, key=s.key, display_name=s.display_name, metadata=s.metadata,
-                      created_at=s.created_at, updated_at=s.updated_at)
 
 
 @api.route("GET", "/subjects", op_id="listSubjects", tag=TAG, summary="List subjects",
