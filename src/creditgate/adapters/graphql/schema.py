@@ -17,17 +17,19 @@ from creditgate.adapters.graphql.grants import GrantMutation, GrantQuery
 from creditgate.adapters.graphql.limits import MAX_TOKENS, VariableListLimit, validation_rules
 from creditgate.adapters.graphql.live import Subscription
 from creditgate.adapters.graphql.meters import MeterMutation, MeterQuery
+from creditgate.adapters.graphql.notifications import NotificationMutation, NotificationQuery
 from creditgate.adapters.graphql.scalars import SCALARS
 from creditgate.adapters.graphql.subjects import SubjectMutation, SubjectQuery
 
 
 @strawberry.type
-class Query(FeatureQuery, SubjectQuery, MeterQuery, EntitlementQuery, GrantQuery, AccessQuery):
+class Query(FeatureQuery, SubjectQuery, MeterQuery, EntitlementQuery, GrantQuery, AccessQuery, NotificationQuery):
     pass
 
 
 @strawberry.type
-class Mutation(FeatureMutation, SubjectMutation, MeterMutation, EntitlementMutation, GrantMutation, AccessMutation):
+class Mutation(FeatureMutation, SubjectMutation, MeterMutation, EntitlementMutation, GrantMutation, AccessMutation,
+               NotificationMutation):
     pass
 
 
