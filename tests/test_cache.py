@@ -18,7 +18,7 @@ import pytest_asyncio
 import redis
 from redis.asyncio.connection import Connection
 
-from creditgate.adapters.cache import Hit, ValueCache, open_cache
+from creditgate.adapters.cache import Hit, ValueCache, open_cache, resp
 from creditgate.adapters.cache.memory import MemoryCache
 from creditgate.adapters.cache.redis_cache import RedisCache
 from creditgate.config import Settings
@@ -218,6 +218,13 @@ class Trips:
             await original(conn, command, check_health)
 
         monkeypatch.setattr(Connection, "send_packed_command", counting)
+        sent = resp._Protocol.send  # get_many's MGET goes over the lean connection (adapters/cache/resp.py)
+
+        def counting_lean(proto: resp._Protocol, packed: bytes) -> Any:
+            self.count += 1
+            return sent(proto, packed)
+
+        monkeypatch.setattr(resp._Protocol, "send", counting_lean)
 
     def take(self) -> int:
         n, self.count = self.count, 0

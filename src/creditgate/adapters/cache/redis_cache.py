@@ -41,6 +41,7 @@ from redis.typing import EncodableT
 
 from creditgate import metrics
 from creditgate.adapters.cache.base import Hit, PutItem
+from creditgate.adapters.cache.resp import RespClient
 
 log = logging.getLogger("creditgate.cache")
 
@@ -139,6 +140,7 @@ class RedisCache:
         self._clock = clock
         self._epoch_key = self.namespace + "epoch"
         self._put = client.register_script(PUT_SCRIPT)
+        self._lean: RespClient | None = None  # get_many's MGET on a lean pipelined connection (resp.py)
         self._down = False
         self._retry_at = 0.0
         self._dirty = False
@@ -157,8 +159,10 @@ class RedisCache:
         pool = BlockingConnectionPool.from_url(
             url, connection_class=HiredisConnection, max_connections=max_connections, timeout=pool_timeout,
             socket_connect_timeout=connect_timeout, socket_timeout=read_timeout, retry=Retry(NoBackoff(), 0))
-        return cls(Redis.from_pool(pool), prefix, installation=installation, clock=clock, backoff=backoff,
-                   heal_interval=heal_interval, max_ttl=max_ttl)
+        cache = cls(Redis.from_pool(pool), prefix, installation=installation, clock=clock, backoff=backoff,
+                    heal_interval=heal_interval, max_ttl=max_ttl)
+        cache._lean = RespClient.from_url(url, connect_timeout=connect_timeout, read_timeout=read_timeout)
+        return cache
 
     @property
     def dirty(self) -> bool:
@@ -181,6 +185,8 @@ class RedisCache:
                 pipe.mget(names)
                 values = (await pipe.execute())[1]
                 self._healed(seen)
+            elif self._lean is not None:
+                values = await self._lean.mget(names)
             else:
                 values = await self.client.mget(names)
         except ERRORS as exc:
@@ -252,6 +258,8 @@ class RedisCache:
             self._healer = None
         if self._dirty:  # last chance to hide what a failed invalidation should have hidden
             await self._bump()
+        if self._lean is not None:
+            await self._lean.aclose()
         await self.client.aclose()
 
     async def flush(self, batch: int = 1000) -> int:
