@@ -294,7 +294,7 @@ def test_migration_backfills_buckets_from_existing_minutes(tmp_path: Any, backen
         engine = sync_engine(url)
         rng = random.Random(8)
         rows = []
-        for k in range(300):
+        for _ in range(300):
             minute = T0 + timedelta(minutes=rng.randint(0, 4 * 24 * 60))
             group = rng.choice(['{"model":"a"}', '{"model":"b"}', "{}"])
             rows.append({"m": rng.choice(["m1", "m2"]), "s": rng.choice(["x", "y"]), "g": group, "gj": group,
@@ -304,8 +304,8 @@ def test_migration_backfills_buckets_from_existing_minutes(tmp_path: Any, backen
         try:
             groups = "CAST(:gj AS jsonb)" if backend.name == "postgres" else ":gj"
             with engine.begin() as conn:
-                conn.execute(text("INSERT INTO meter_minutes (meter_id, subject, group_key, minute, groups, sum, count) "
-                                  f"VALUES (:m, :s, :g, :t, {groups}, :sum, :c) ON CONFLICT DO NOTHING"), rows)
+                conn.execute(text("INSERT INTO meter_minutes (meter_id, subject, group_key, minute, groups, sum, "
+                                  f"count) VALUES (:m, :s, :g, :t, {groups}, :sum, :c) ON CONFLICT DO NOTHING"), rows)
             command.upgrade(cfg, "head")
             with engine.connect() as conn:
                 minutes = conn.execute(text(MINUTES_SQL)).all()
