@@ -21,8 +21,10 @@ from creditgate.adapters.rest import rest_mount
 from creditgate.adapters.sql.db import Database
 from creditgate.adapters.sql.installation import read_installation_id
 from creditgate.adapters.web.cors import cors_middleware, origin_checker
+from creditgate.adapters.webhooks import HttpSender
 from creditgate.config import Settings
 from creditgate.services.runtime import Runtime
+from creditgate.services.webhooks import Worker
 
 log = logging.getLogger("creditgate")
 
@@ -54,6 +56,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await db.close()
 
 
+def notification_worker(rt: Runtime) -> Worker:
+    """The notification worker of a process (docs/operations.md): evaluation and webhook delivery."""
+    return Worker(rt, HttpSender(rt.settings.notifications_timeout))
+
+
 async def healthz(request: Request) -> Response:
     ok = await request.app.state.runtime.db.ping()
     return JSONResponse({"status": "ok" if ok else "database unavailable"}, status_code=200 if ok else 503)
@@ -80,7 +87,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             # (docs/benchmarks.md, live updates: 1,000 idle subscriptions cost ~20% of cached-read
             # throughput with the default (700, 10, 10), ~4% with this).
             gc.set_threshold(2000, 10, 1000)
-            yield
+            worker = notification_worker(rt) if settings.notifications_worker else None
+            if worker is not None:
+                worker.start()
+            try:
+                yield
+            finally:
+                if worker is not None:
+                    await worker.stop()  # before the database closes: attempts in flight are recorded
 
     graphql = GraphQLApp(ide=web.graphiql, origin_allowed=origin_checker(settings.cors_origins),
                          ping_interval=settings.ws_ping_interval, send_timeout=settings.ws_send_timeout)

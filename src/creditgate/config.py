@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     # Live updates (GraphQL subscriptions over WebSocket; docs/semantics.md §10).
     ws_ping_interval: float = Field(15.0, gt=0)  # seconds between the server's pings on an open socket
     ws_send_timeout: float = Field(10.0, gt=0)  # a client that takes longer to take a message is disconnected
+    # Notifications (docs/semantics.md §11; docs/operations.md): the worker every `serve` process runs.
+    notifications_worker: bool = True  # evaluate rules and deliver webhooks in this process
+    notifications_poll_interval: float = Field(1.0, gt=0)  # seconds between looks for due work with no signal
+    notifications_retry_delays: str = "5s,1m,5m,30m,2h,5h,10h"  # waits after failed attempts; the last repeats
+    notifications_give_up_after: float = Field(86400.0, gt=0)  # seconds after the first attempt: then FAILED
+    notifications_timeout: float = Field(10.0, gt=0)  # seconds a receiver has to answer an attempt
+    notifications_concurrency: int = Field(16, ge=1)  # deliveries in flight per process
 
     @property
     def api_key_set(self) -> frozenset[str]:

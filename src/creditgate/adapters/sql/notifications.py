@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Boolean, and_, bindparam, delete, func, or_, text, update
+from sqlalchemy import Boolean, and_, bindparam, case, delete, func, or_, text, update
 from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -43,6 +43,12 @@ _P: Any = NotificationPendingRow.__table__  # type: ignore[attr-defined]
 _D: Any = NotificationDeliveryRow.__table__  # type: ignore[attr-defined]
 _RU: Any = NotificationRuleRow.__table__  # type: ignore[attr-defined]
 _E: Any = EntitlementRow.__table__  # type: ignore[attr-defined]
+
+
+async def _run(session: AsyncSession, stmt: Any, params: dict[str, Any] | None = None) -> Any:
+    """A Core statement on the session's connection (in its transaction)."""
+    conn = await session.connection()
+    return await conn.execute(stmt, params) if params is not None else await conn.execute(stmt)
 
 
 # ---- channels -------------------------------------------------------------------------------------------
@@ -353,7 +359,7 @@ async def mark_pending(session: AsyncSession, subjects: Iterable[str], due: date
     if not keys:
         return
     pg = dialect_name(session) == "postgresql"
-    await session.execute(_MARK["postgresql" if pg else "sqlite"],
+    await _run(session, _MARK["postgresql" if pg else "sqlite"],
                           {"due": due, "off": False, "subjects": keys if pg else orjson.dumps(keys).decode()})
 
 
@@ -365,40 +371,45 @@ async def mark_covered_pending(session: AsyncSession, feature_ids: Sequence[str]
                                                           _E.c.type == EntitlementType.METERED.value)
     if feature_ids is not None:
         stmt = stmt.where(_E.c.feature_id.in_(sorted(set(feature_ids))))
-    subjects = [r[0] for r in await session.execute(stmt)]
+    subjects = [r[0] for r in await _run(session, stmt)]
     for i in range(0, len(subjects), 1000):
         await mark_pending(session, subjects[i:i + 1000], due)
 
 
 async def claim_pending(session: AsyncSession, now: datetime, lease_until: datetime,
                         limit: int) -> list[tuple[str, int]]:
-    """Due, unclaimed subjects (subject, version), claimed until `lease_until` (commit right after)."""
-    stmt = (core_select(_P.c.subject_key, _P.c.version)
-            .where(_P.c.due_at <= now, or_(_P.c.claimed_until.is_(None), _P.c.claimed_until <= now))
+    """Due, unclaimed subjects (subject, version), claimed until `lease_until` (commit right after). Each claim
+    is a conditional update, so two claimers never both take a row (SQLite processes included)."""
+    free = or_(_P.c.claimed_until.is_(None), _P.c.claimed_until <= now)
+    stmt = (core_select(_P.c.subject_key, _P.c.version).where(_P.c.due_at <= now, free)
             .order_by(_P.c.due_at).limit(limit))
     if dialect_name(session) == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    rows = [(r[0], int(r[1])) for r in await session.execute(stmt)]
-    if rows:
-        await session.execute(update(_P).where(_P.c.subject_key.in_([r[0] for r in rows]))
-                              .values(claimed_until=lease_until))
-    return rows
+    out: list[tuple[str, int]] = []
+    for subject, version in [(r[0], int(r[1])) for r in await _run(session, stmt)]:
+        result = await _run(session, update(_P).where(_P.c.subject_key == subject, free)
+                                       .values(claimed_until=lease_until))
+        if getattr(result, "rowcount", 0):
+            out.append((subject, version))
+    return out
 
 
 async def finish_pending(session: AsyncSession, subject: str, version: int, next_due: datetime | None) -> None:
     """After evaluating `subject` as of `version`: due again at `next_due` (its next change with no write), or
     done. A write since the claim (another version) leaves the row due, only released."""
     if next_due is None:
-        await session.execute(delete(_P).where(_P.c.subject_key == subject, _P.c.version == version))
+        await _run(session, delete(_P).where(_P.c.subject_key == subject, _P.c.version == version))
     else:
-        await session.execute(update(_P).where(_P.c.subject_key == subject, _P.c.version == version)
+        await _run(session, update(_P).where(_P.c.subject_key == subject, _P.c.version == version)
                               .values(due_at=next_due, claimed_until=None))
-    await session.execute(update(_P).where(_P.c.subject_key == subject).values(claimed_until=None))
+    await _run(session, update(_P).where(_P.c.subject_key == subject).values(claimed_until=None))
 
 
 async def next_pending_due(session: AsyncSession) -> datetime | None:
-    """The earliest due instant of any pending evaluation."""
-    found = (await session.execute(core_select(func.min(_P.c.due_at)))).scalar()
+    """The earliest instant a pending evaluation can be claimed (due, and not claimed by a live evaluator)."""
+    at = case((and_(_P.c.claimed_until.is_not(None), _P.c.claimed_until > _P.c.due_at), _P.c.claimed_until),
+              else_=_P.c.due_at)
+    found = (await _run(session, core_select(func.min(at)))).scalar()
     return as_utc(found)
 
 
@@ -413,12 +424,16 @@ async def claim_deliveries(session: AsyncSession, now: datetime, lease_until: da
     stmt = core_select(_D.c.event_id, _D.c.channel_id).where(due).order_by(_D.c.next_attempt_at).limit(limit)
     if dialect_name(session) == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    keys = [(r[0], r[1]) for r in await session.execute(stmt)]
+    seen = [(r[0], r[1]) for r in await _run(session, stmt)]
     out: list[DeliveryStatus] = []
-    for event_id, channel_id in keys:
-        await session.execute(update(_D).where(_D.c.event_id == event_id, _D.c.channel_id == channel_id).values(
-            state=DeliveryState.SENDING.value, attempts=_D.c.attempts + 1, next_attempt_at=lease_until,
-            first_attempt_at=func.coalesce(_D.c.first_attempt_at, now), updated_at=now))
+    keys: list[tuple[str, str]] = []
+    for event_id, channel_id in seen:  # conditional: a row another claimer took meanwhile is no longer due
+        result = await _run(session,
+            update(_D).where(_D.c.event_id == event_id, _D.c.channel_id == channel_id, due).values(
+                state=DeliveryState.SENDING.value, attempts=_D.c.attempts + 1, next_attempt_at=lease_until,
+                first_attempt_at=func.coalesce(_D.c.first_attempt_at, now), updated_at=now))
+        if getattr(result, "rowcount", 0):
+            keys.append((event_id, channel_id))
     if keys:
         rows = (await session.exec(select(NotificationDeliveryRow).where(
             or_(*[and_(col(NotificationDeliveryRow.event_id) == e, col(NotificationDeliveryRow.channel_id) == c)
@@ -433,7 +448,7 @@ async def finish_attempt(session: AsyncSession, claimed: DeliveryStatus, state: 
                          last_error: str | None, next_attempt_at: datetime | None, now: datetime) -> bool:
     """The outcome of a claimed attempt; False when the claim was lost (its lease ended and another worker
     claimed the delivery again), in which case nothing is written."""
-    result = await session.execute(
+    result = await _run(session,
         update(_D).where(_D.c.event_id == claimed.event_id, _D.c.channel_id == claimed.channel_id,
                          _D.c.state == DeliveryState.SENDING.value, _D.c.attempts == claimed.attempts)
         .values(state=state.value, last_error=last_error, next_attempt_at=next_attempt_at, updated_at=now))
@@ -441,7 +456,7 @@ async def finish_attempt(session: AsyncSession, claimed: DeliveryStatus, state: 
 
 
 async def next_delivery_due(session: AsyncSession) -> datetime | None:
-    found = (await session.execute(core_select(func.min(_D.c.next_attempt_at)).where(
+    found = (await _run(session, core_select(func.min(_D.c.next_attempt_at)).where(
         _D.c.state.in_([DeliveryState.PENDING.value, DeliveryState.SENDING.value])))).scalar()
     return as_utc(found)
 
