@@ -18,6 +18,7 @@ def rest_mount() -> Mount:
         features,
         grants,
         meters,
+        notifications,
         openapi,
         subjects,
         tokens,
