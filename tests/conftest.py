@@ -189,3 +189,7 @@ async def http(rt: Runtime) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def gql(http: httpx.AsyncClient) -> GQL:
     return GQL(http)
+
+
+# A real Redis Cluster and a Sentinel setup, once per session (tests/redis_topologies.py).
+from tests.redis_topologies import redis_cluster, redis_sentinel  # noqa: E402, F401

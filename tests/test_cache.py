@@ -21,8 +21,10 @@ from redis.asyncio.connection import Connection
 from creditgate.adapters.cache import Hit, ValueCache, open_cache, resp
 from creditgate.adapters.cache.memory import MemoryCache
 from creditgate.adapters.cache.redis_cache import RedisCache
+from creditgate.adapters.cache.redis_replicated import ClusterCache, open_redis
 from creditgate.config import Settings
 from tests.conftest import REDIS_URL, REQUIRE, _redis_cleanup, _unavailable
+from tests.redis_topologies import Cluster, SentinelSetup, unique_prefix
 
 INST = "0123456789abcdef0123456789abcdef"  # an installation id, as migration 0002 makes them
 
@@ -61,15 +63,26 @@ def shared_redis() -> Iterator[str]:
     _redis_cleanup(REDIS_URL, prefix)
 
 
-@pytest_asyncio.fixture(loop_scope="session", params=["memory", "redis"])
+@pytest_asyncio.fixture(loop_scope="session", params=["memory", "redis", "cluster", "sentinel"])
 async def cache(request: pytest.FixtureRequest, mono: Mono) -> AsyncIterator[ValueCache]:
+    """The behaviour tests run on every implementation: in-process, one Redis, a real Redis Cluster
+    (3 masters, 3 replicas) and a Sentinel setup (tests/redis_topologies.py)."""
     if request.param == "memory":
         yield MemoryCache(clock=mono)
         return
-    prefix: str = request.getfixturevalue("shared_redis")
-    c = RedisCache.from_url(REDIS_URL, prefix, installation=INST, clock=mono)
+    if request.param == "redis":
+        prefix: str = request.getfixturevalue("shared_redis")
+        c: RedisCache = RedisCache.from_url(REDIS_URL, prefix, installation=INST, clock=mono)
+        yield c
+        await c.close()
+        return
+    setup: Cluster | SentinelSetup = request.getfixturevalue(f"redis_{request.param}")
+    prefix = unique_prefix()
+    c = open_redis(setup.url, prefix, installation=INST, clock=mono)
+    assert isinstance(c, ClusterCache) == (request.param == "cluster")
     yield c
     await c.close()
+    setup.cleanup(prefix)
 
 
 def items(hits: list[Hit], keys: list[tuple[str, str]], ttl: float | None = 60.0) -> list[Any]:

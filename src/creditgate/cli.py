@@ -50,11 +50,11 @@ async def flush_cache(settings: Settings) -> str:
     if not settings.redis_url:
         return ("no CREDITGATE_REDIS_URL: nothing to flush (the in-process cache lives in each server "
                 "process; restarting the server empties it)")
-    from creditgate.adapters.cache.redis_cache import RedisCache
+    from creditgate.adapters.cache.redis_replicated import open_redis
 
     installation = await read_installation(settings)
-    cache = RedisCache.from_url(settings.redis_url, settings.redis_prefix, installation=installation,
-                                connect_timeout=5.0, read_timeout=30.0, max_connections=2, pool_timeout=5.0)
+    cache = open_redis(settings.redis_url, settings.redis_prefix, installation=installation,
+                       connect_timeout=5.0, read_timeout=30.0, max_connections=2, pool_timeout=5.0)
     try:
         removed = await cache.flush()
     finally:

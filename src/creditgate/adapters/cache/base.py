@@ -14,14 +14,15 @@ __all__ = ["Hit", "PutItem", "ValueCache", "open_cache", "open_signals"]
 
 
 def open_cache(settings: Settings, installation: str) -> ValueCache | None:
-    """Redis when `redis_url` is set, else in-process; None when the value cache is off.
+    """Redis when `redis_url` is set (one Redis, a cluster or Sentinel: redis_topology.py), else
+    in-process; None when the value cache is off.
     `installation` is the database's id (adapters/sql/installation.py): Redis keys live under it."""
     if not settings.value_cache:
         return None
     if settings.redis_url:
-        from creditgate.adapters.cache.redis_cache import RedisCache
+        from creditgate.adapters.cache.redis_replicated import open_redis
 
-        return RedisCache.from_url(settings.redis_url, prefix=settings.redis_prefix, installation=installation)
+        return open_redis(settings.redis_url, settings.redis_prefix, installation=installation)
     from creditgate.adapters.cache.memory import MemoryCache
 
     return MemoryCache()

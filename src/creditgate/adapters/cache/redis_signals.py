@@ -8,6 +8,14 @@ becomes a gap:
 - a publish fails: once a publish works again (the next one, or the listener's reconnect) a gap message
   goes out first, so every process resyncs.
 The listener checks its connection every `health` seconds (a PING), so a silent loss is found too.
+
+Topologies (redis_topology.py): on one Redis and on Sentinel, PUBLISH/SUBSCRIBE on the (current) master;
+after a Sentinel failover the listener's connection drops (the old master died or was demoted) and it
+subscribes again through the sentinels to the new master: a gap. On Redis Cluster, sharded pub/sub
+(SPUBLISH/SSUBSCRIBE, Redis 7.0): the channel lives on the shard that owns its slot, and only that shard
+carries its messages. The listener subscribes on that shard's master; when the slot moves (a failover,
+a resharding) Redis ends the subscription (sunsubscribe) or the connection drops, and the listener
+finds the new owner and subscribes again: a gap.
 """
 
 from __future__ import annotations
@@ -17,12 +25,15 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from creditgate.adapters.cache.redis_cache import namespace
+from creditgate.adapters.cache.redis_topology import close, connect, parse_redis_url
 
 GAP = b""  # the message that makes every process resync (services/changes.py)
 
@@ -33,6 +44,8 @@ class RedisSignals:
     def __init__(self, url: str, prefix: str, *, installation: str, retry: float = 0.5, health: float = 5.0,
                  timeout: float = 1.0) -> None:
         self.url = url
+        self.target = parse_redis_url(url)
+        self.sharded = self.target.kind == "cluster"
         self.channel = namespace(prefix, installation) + "changes"
         self.retry = retry
         self.health = health
@@ -42,19 +55,44 @@ class RedisSignals:
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()  # the listener is subscribed (tests wait for it)
 
-    def _client(self) -> Redis:
-        return Redis.from_url(self.url, socket_connect_timeout=self.timeout, socket_timeout=self.timeout,
-                              retry=Retry(NoBackoff(), 0), socket_keepalive=True)
+    def _client(self) -> Redis | RedisCluster:
+        if self.target.kind == "single":
+            return Redis.from_url(self.url, socket_connect_timeout=self.timeout, socket_timeout=self.timeout,
+                                  retry=Retry(NoBackoff(), 0), socket_keepalive=True)
+        return connect(self.target, connect_timeout=self.timeout, read_timeout=self.timeout, max_connections=4,
+                       pool_timeout=self.timeout)
+
+    async def ping(self) -> bool:
+        """The publishing client answers (/readyz when the value cache is off)."""
+        return bool(await self._pub.ping())
+
+    async def _subscribe(self, client: Redis | RedisCluster) -> tuple[PubSub, Redis | None]:
+        """A subscription to the channel, and the extra client it needs (a cluster's shard master)."""
+        if isinstance(client, RedisCluster):
+            await client.initialize()
+            node = client.get_node_from_key(self.channel)
+            if node is None:
+                raise RedisConnectionError(f"no cluster node owns {self.channel}")
+            shard = Redis(host=node.host, port=int(node.port), username=self.target.username,
+                          password=self.target.password, ssl=self.target.ssl, socket_connect_timeout=self.timeout,
+                          socket_timeout=self.timeout, retry=Retry(NoBackoff(), 0), socket_keepalive=True)
+            pubsub = shard.pubsub()
+            await pubsub.ssubscribe(self.channel)
+            return pubsub, shard
+        pubsub = client.pubsub()
+        await pubsub.subscribe(self.channel)
+        return pubsub, None
 
     def start(self, deliver: Callable[[bytes], Awaitable[None]], gap: Callable[[], Awaitable[None]]) -> None:
         self._task = asyncio.create_task(self._listen(deliver, gap))
 
     async def publish(self, message: bytes) -> None:
         try:
+            send = self._pub.spublish if self.sharded else self._pub.publish
             if self._owed and message != GAP:
-                await self._pub.publish(self.channel, GAP)
+                await send(self.channel, GAP)
             self._owed = False
-            await self._pub.publish(self.channel, message)
+            await send(self.channel, message)
         except (RedisError, OSError) as exc:
             if not self._owed:
                 log.warning("change signal not published (%s): every process resyncs once Redis answers", exc)
@@ -64,9 +102,10 @@ class RedisSignals:
         lost = False
         while True:
             client = self._client()
-            pubsub = client.pubsub()
+            pubsub: PubSub | None = None
+            shard: Redis | None = None
             try:
-                await pubsub.subscribe(self.channel)
+                pubsub, shard = await self._subscribe(client)
                 if lost:
                     log.info("change signals: listening again on %s", self.channel)
                     lost = False
@@ -84,18 +123,18 @@ class RedisSignals:
                 lost = True
                 await asyncio.sleep(self.retry)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                with contextlib.suppress(Exception):
-                    await client.aclose()
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                for c in (shard, client):
+                    if c is not None:
+                        with contextlib.suppress(Exception):
+                            await close(c)
 
-    async def _read(self, pubsub: object, deliver: Callable[[bytes], Awaitable[None]]) -> None:
-        from redis.asyncio.client import PubSub
-
-        assert isinstance(pubsub, PubSub)
+    async def _read(self, pubsub: PubSub, deliver: Callable[[bytes], Awaitable[None]]) -> None:
         idle = 0.0
         while True:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            message = await pubsub.get_message(timeout=1.0)
             if message is None:
                 idle += 1.0
                 if idle >= self.health:  # a PING: a silent loss raises here (socket timeout)
@@ -103,7 +142,10 @@ class RedisSignals:
                     await pubsub.ping()
                 continue
             idle = 0.0
-            if message.get("type") == "message":
+            kind = message.get("type")
+            if kind in ("sunsubscribe", "unsubscribe"):  # the shard gave the slot away (failover, resharding)
+                raise RedisConnectionError(f"subscription to {self.channel} ended by the server")
+            if kind in ("message", "smessage"):
                 data = message["data"]
                 await deliver(data if isinstance(data, bytes) else str(data).encode())
 
@@ -113,4 +155,4 @@ class RedisSignals:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         with contextlib.suppress(Exception):
-            await self._pub.aclose()
+            await close(self._pub)

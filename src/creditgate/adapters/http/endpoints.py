@@ -27,8 +27,10 @@ async def _database(rt: Runtime) -> str:
 
 async def _redis(rt: Runtime) -> str:
     client: Any = getattr(rt.cache, "client", None)
+    if client is None:  # the value cache is off: the change signals' client (any Redis topology) answers
+        client = rt.changes.bus
     own = client is None
-    if own:  # Redis is configured but the value cache is off: a client for this check only
+    if own:  # neither: a client for this check only (plain redis:// URLs)
         client = Redis.from_url(rt.settings.redis_url or "", socket_connect_timeout=0.5, socket_timeout=0.5)
     try:
         await asyncio.wait_for(client.ping(), CHECK_TIMEOUT)
