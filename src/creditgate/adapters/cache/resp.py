@@ -27,6 +27,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+GRACE = 0.005  # seconds: see _Protocol._check
+
 
 class _Protocol(asyncio.Protocol):
     """One connection: commands out in order, replies matched to them in order."""
@@ -83,16 +85,22 @@ class _Protocol(asyncio.Protocol):
                 else:
                     fut.set_result(reply)
 
-    def _check(self) -> None:
-        """Fails the connection once its oldest command has waited `read_timeout`; else sleeps until then."""
+    def _check(self, oldest: asyncio.Future[Any] | None = None) -> None:
+        """Fails the connection once its oldest command has waited `read_timeout`; else sleeps until then.
+
+        A deadline that has passed gets one more look after the loop has polled its sockets (GRACE
+        seconds later): on a busy loop the timer can run before the reply that is already waiting
+        in the socket is read, and that reply should not count as a timeout."""
         self.watchdog = None
         if not self.pending or self.closed is not None:
             return
-        deadline = self.pending[0][1]
-        if self.loop.time() >= deadline:
-            self._fail(RedisTimeoutError("Timeout reading from Redis"))
-        else:
+        first, deadline = self.pending[0]
+        if self.loop.time() < deadline:
             self.watchdog = self.loop.call_at(deadline, self._check)
+        elif first is not oldest:
+            self.watchdog = self.loop.call_later(GRACE, self._check, first)
+        else:
+            self._fail(RedisTimeoutError("Timeout reading from Redis"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}"))

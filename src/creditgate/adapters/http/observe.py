@@ -64,6 +64,7 @@ class Observe:
         self.app = app
         self.access_log = access_log
         self._sampler: asyncio.Task[None] | None = None
+        self._sample = bool(metrics.multiprocess_dir())  # read once: prometheus_client reads it at import too
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -90,7 +91,7 @@ class Observe:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        if self._sampler is None and metrics.multiprocess_dir():
+        if self._sample and self._sampler is None:
             self._sampler = asyncio.get_running_loop().create_task(self._sample_pool(scope))
         try:
             await self.app(scope, receive, send_with_id)
