@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -49,6 +50,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self.received: list[Received] = []
         self.statuses: deque[int] = deque()
+        self.answer: Callable[[Received, int], int] | None = None  # (request, earlier ones with its id) -> status
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -60,10 +62,14 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
+                got = Received({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
                 with receiver.lock:
-                    receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body,
-                                                      time.monotonic()))
+                    seen = sum(1 for r in receiver.received if r.headers.get("webhook-id") == got.headers.get(
+                        "webhook-id"))
+                    receiver.received.append(got)
                     status = receiver.statuses.popleft() if receiver.statuses else 200
+                    if receiver.answer is not None:
+                        status = receiver.answer(got, seen)
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()

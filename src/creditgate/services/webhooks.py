@@ -34,7 +34,12 @@ from creditgate.services.notifications import secret_key
 from creditgate.services.runtime import Runtime, system_clock
 
 log = logging.getLogger("creditgate.notifications")
-LEASE_SLACK = timedelta(seconds=30)  # a claimed attempt's lease: the timeout plus this
+
+
+def lease_of(timeout: float) -> timedelta:
+    """How long a claimed attempt is its worker's: longer than the attempt can take (the timeout), so that
+    only a worker that died mid-attempt loses it."""
+    return timedelta(seconds=timeout * 1.5 + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +117,7 @@ async def deliver_due(rt: Runtime, sender: Sender, schedule: Schedule, limit: in
 async def claim(rt: Runtime, schedule: Schedule, limit: int
                 ) -> list[tuple[DeliveryStatus, NotificationEvent | None, NotificationChannel | None]]:
     now = rt.now()
-    lease = now + timedelta(seconds=schedule.timeout) + LEASE_SLACK
+    lease = now + lease_of(schedule.timeout)
     async with rt.db.transaction() as s:
         claimed = await repo.claim_deliveries(s, now, lease, limit)
     if not claimed:
