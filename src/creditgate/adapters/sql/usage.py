@@ -9,7 +9,7 @@ the minutes (database triggers keep them in step, migration 0004), so the answer
 exactly, and a read costs O(boundaries) rows, whatever the length of the history: at most
 59 minutes + 23 hours on each side of a boundary, plus one row per whole day.
 
-Each range is one index probe (PostgreSQL: a LATERAL aggregate per element of arrays of ranges;
+Each range is one index probe (PostgreSQL: a LATERAL aggregate per element of a JSON array of ranges;
 SQLite: a correlated aggregate per element of a JSON array). Past the last boundary only the
 earliest stored minute is read: stored future usage starts counting when that minute arrives,
 which bounds how long a cached value stays fresh.
@@ -57,12 +57,16 @@ class UsageAnswer:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _floor_hour(t: datetime) -> datetime:
-    return t.replace(minute=0, second=0, microsecond=0)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _ceil(t: datetime, floor: datetime, step: timedelta) -> datetime:
-    return floor if floor == t else floor + step
+def _floor(t: datetime, step: timedelta) -> datetime:
+    return t - (t - EPOCH) % step  # datetime.replace costs ~10x this
+
+
+def _ceil(t: datetime, step: timedelta) -> datetime:
+    rest = (t - EPOCH) % step
+    return t - rest + step if rest else t
 
 
 def split(bounds: Sequence[datetime]) -> tuple[list[Range], list[Range], list[Range]]:
@@ -70,11 +74,11 @@ def split(bounds: Sequence[datetime]) -> tuple[list[Range], list[Range], list[Ra
     minutes: list[Range] = []
     hours: list[Range] = []
     days: list[Range] = []
-    for i, (a, b) in enumerate(itertools.pairwise(bounds)):
-        a, b = a.astimezone(UTC), b.astimezone(UTC)
+    utc = [t if t.tzinfo is UTC else t.astimezone(UTC) for t in bounds]
+    for i, (a, b) in enumerate(itertools.pairwise(utc)):
         try:
-            ha, hb = _ceil(a, _floor_hour(a), HOUR), _floor_hour(b)
-            da, db = _ceil(ha, ha.replace(hour=0), DAY), hb.replace(hour=0)
+            ha, hb = _ceil(a, HOUR), _floor(b, HOUR)
+            da, db = _ceil(ha, DAY), _floor(hb, DAY)
         except OverflowError:  # at the end of the calendar: minutes only
             ha = hb = da = db = b
         if ha >= hb:
@@ -125,14 +129,12 @@ def _parts(k: int, r: UsageRequest, pg: bool, params: dict[str, Any]) -> list[st
             continue
         q = f"{p}{n}"
         cond = f"{where}{_filters(r, q, pg, groups, params)}"
-        if pg:
-            params[q + "lo"] = [x[0] for x in ranges]
-            params[q + "hi"] = [x[1] for x in ranges]
-            params[q + "i"] = [x[2] for x in ranges]
+        if pg:  # the ranges as one JSON text: psycopg's array dumping costs ~20 us per element
+            params[q + "r"] = orjson.dumps([{"lo": lo, "hi": hi, "i": i} for lo, hi, i in ranges]).decode()
             parts.append(
                 f"SELECT {k} AS r, x.i AS i, y.u AS u, CAST(NULL AS timestamptz) AS m "
-                f"FROM unnest(CAST(:{q}lo AS timestamptz[]), CAST(:{q}hi AS timestamptz[]), CAST(:{q}i AS int[])) "
-                f"AS x(lo, hi, i) CROSS JOIN LATERAL (SELECT sum({total}) AS u FROM {table} AS t "
+                f"FROM json_to_recordset(CAST(:{q}r AS json)) AS x(lo timestamptz, hi timestamptz, i int) "
+                f"CROSS JOIN LATERAL (SELECT sum({total}) AS u FROM {table} AS t "
                 f"WHERE {cond} AND t.{ts} >= x.lo AND t.{ts} < x.hi) AS y WHERE y.u IS NOT NULL")
         else:
             params[q + "r"] = orjson.dumps([(_sqlite_ts(lo), _sqlite_ts(hi), i) for lo, hi, i in ranges]).decode()
