@@ -176,3 +176,22 @@ def test_history_starting_at_a_recurrence_sets_it_once() -> None:
     # a history from the day before crosses the refill once too
     segs = burndown(ENT, g, u, START, at("2024-01-02 12:00"))
     assert [(s.start, s.balance_at_start, s.balance_at_end) for s in segs] == [(START, 10, 6), (jan2, 10, 7)]
+
+
+def test_utc_window_edges_equal_the_general_walk() -> None:
+    """UTC windows are plain steps (a fast path); the zone walk gives the same edges for a zone that is UTC
+    under another name."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from creditgate.domain.windows import window_edges, zone
+
+    rng = random.Random(5)
+    utc, same = zone("UTC"), zone("Etc/GMT")
+    for _ in range(200):
+        a = datetime(2023, 1, 1, tzinfo=UTC) + timedelta(minutes=rng.randint(0, 800_000))
+        b = a + timedelta(minutes=rng.randint(1, 20_000))
+        for size in (WindowSize.HOUR, WindowSize.DAY):
+            fast = window_edges(a, b, size, utc)
+            assert fast == window_edges(a, b, size, same)
+            assert all(e.tzinfo is UTC for e in fast)
