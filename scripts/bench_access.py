@@ -1,20 +1,27 @@
 """Access-check throughput and latency: the service under uvicorn (one worker, PostgreSQL + Redis),
 load from wrk in another process.
 
-    uv run python scripts/bench_access.py [--seconds 10] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+    uv run python scripts/bench_access.py [--seconds 10] [--rounds 1] [--baseline REF]
+                                          [--pg postgresql://postgres@127.0.0.1:5432/postgres]
                                           [--redis redis://127.0.0.1:6379/0]
 
 (1) cached entitlementValue at 32 connections; (2) the floor: a bare Starlette endpoint doing one
 Redis GET of a value of the same size; (3) checkAccess with 1/10/100/1000 pairs, all cached;
 (4) cold reads (empty cache) of an entitlement with 30 days of minute usage and 20 grants.
 Creates a throwaway database and Redis prefix, removes both at the end.
+
+--rounds N runs (1)-(3) N times, alternating the servers, and prints the median of each.
+--baseline REF also serves git REF's code (`git archive REF src` into a temporary directory, first on
+PYTHONPATH) as a second worker on the same database with its own Redis prefix, and runs (1) and (3)
+against both, one after the other in each round: before/after figures under the same load.
+--code REF serves REF's code (the same way) instead of the working tree's.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import socket
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,19 +36,11 @@ import orjson
 import psycopg
 import redis
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _wrk import UVICORN, free_port, wait_up, wrk
 from creditgate.adapters.sql.db import migrate
 
 FLOOR_KEY = "bench:floor"
-LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = %s
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %%d %%f %%f %%f %%f %%d\\n", summary.requests, summary.duration / 1e6,
-    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout))
-end
-"""
 
 
 # The floor: one Redis GET per request, nothing else (run by uvicorn as bench_access:floor_app).
@@ -62,33 +61,17 @@ def floor_app() -> Any:
     return Starlette(routes=[Route("/", get, methods=["GET", "POST"])])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median throughput (its latencies with it)."""
+    return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
 
 
-def wait_up(url: str) -> None:
-    for _ in range(200):
-        try:
-            httpx.get(url, timeout=0.5)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not start")
-
-
-def wrk(url: str, body: bytes, seconds: int, conns: int = 32) -> dict[str, float]:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(LUA % ("[==[" + body.decode() + "]==]"))
-        script = f.name
-    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "-s", script, url],
-                         capture_output=True, text=True, check=True).stdout
-    os.unlink(script)
-    line = next(x for x in out.splitlines() if x.startswith("RESULT"))
-    n, dur, p50, p95, p99, errors = line.split()[1:]
-    return {"rps": int(n) / float(dur), "p50": float(p50), "p95": float(p95), "p99": float(p99),
-            "errors": int(errors)}
+def export_src(ref: str, into: str) -> str:
+    """`ref`'s src/ (git archive) under `into`; the directory to put first on PYTHONPATH."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    archive = subprocess.run(["git", "-C", root, "archive", ref, "src"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
+    return os.path.join(into, "src")
 
 
 def gql(client: httpx.Client, query: str, **variables: Any) -> Any:
@@ -134,6 +117,9 @@ def seed(client: httpx.Client, subjects: int) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--baseline", metavar="REF", help="also serve this git ref's code and compare (1) and (3)")
+    ap.add_argument("--code", metavar="REF", help="serve this git ref's code instead of the working tree")
     ap.add_argument("--pg", default=os.environ.get("CREDITGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--redis", default=os.environ.get("CREDITGATE_TEST_REDIS", "redis://127.0.0.1:6379/0"))
     args = ap.parse_args()
@@ -144,19 +130,30 @@ def main() -> int:
     url = args.pg.rsplit("/", 1)[0] + "/" + name
     r = redis.Redis.from_url(args.redis)
     procs: list[subprocess.Popen[bytes]] = []
+    old_src = tempfile.mkdtemp(prefix="bench_access_") if args.baseline else None
+    new_src = tempfile.mkdtemp(prefix="bench_access_") if args.code else None
     try:
         migrate(url)
         port, floor_port = free_port(), free_port()
         env = {**os.environ, "CREDITGATE_DATABASE_URL": url, "CREDITGATE_REDIS_URL": args.redis,
                "CREDITGATE_REDIS_PREFIX": prefix, "CREDITGATE_API_KEYS": "", "CREDITGATE_TOKEN_SECRET": "bench",
                "BENCH_REDIS": args.redis}
-        uv = [sys.executable, "-m", "uvicorn", "--workers", "1", "--host", "127.0.0.1", "--log-level", "warning",
-              "--no-access-log", "--loop", "uvloop", "--http", "httptools"]
-        procs.append(subprocess.Popen([*uv, "--port", str(port), "--factory", "creditgate.app:create_app"], env=env))
-        procs.append(subprocess.Popen([*uv, "--port", str(floor_port), "--factory", "--app-dir",
+        new_env = {**env, "PYTHONPATH": export_src(args.code, new_src)} if args.code and new_src else env
+        procs.append(subprocess.Popen([*UVICORN, "--port", str(port), "--factory", "creditgate.app:create_app"],
+                                      env=new_env))
+        procs.append(subprocess.Popen([*UVICORN, "--port", str(floor_port), "--factory", "--app-dir",
                                        os.path.dirname(os.path.abspath(__file__)), "bench_access:floor_app"], env=env))
-        base = f"http://127.0.0.1:{port}"
-        wait_up(base + "/healthz")
+        servers = {"": f"http://127.0.0.1:{port}"}  # label -> base URL; "" is this checkout
+        if args.baseline and old_src:
+            old_port = free_port()
+            old_env = {**env, "PYTHONPATH": export_src(args.baseline, old_src),
+                       "CREDITGATE_REDIS_PREFIX": prefix + "base:"}
+            procs.append(subprocess.Popen([*UVICORN, "--port", str(old_port), "--factory", "creditgate.app:create_app"],
+                                          env=old_env))
+            servers[f" [{args.baseline}]"] = f"http://127.0.0.1:{old_port}"
+        base = servers[""]
+        for b in servers.values():
+            wait_up(b + "/healthz")
         wait_up(f"http://127.0.0.1:{floor_port}/")
         with httpx.Client(base_url=base, timeout=120) as client:
             t0 = time.perf_counter()
@@ -169,20 +166,43 @@ def main() -> int:
             r.set(FLOOR_KEY, resp)
             rows: list[str] = []
             body = orjson.dumps({"query": value_q, "variables": {"s": light}})
-            one = wrk(base + "/graphql", body, args.seconds)
-            floor = wrk(f"http://127.0.0.1:{floor_port}/", body, args.seconds)
-            rows.append(f"| (1) entitlementValue, cached, 32 conns | {one['rps']:,.0f} req/s | {one['p50']:.2f} | "
-                        f"{one['p95']:.2f} | {one['p99']:.2f} | ratio to floor {one['rps'] / floor['rps']:.2f} |")
+            check_q = ("query($c: [AccessCheckInput!]!) { checkAccess(checks: $c) { hasAccess reason balance } }")
+            payloads = {n: orjson.dumps({"query": check_q, "variables": {"c": [
+                {"subjectKey": f"cust-{i:04d}", "featureKey": "ai"} for i in range(n)]}}) for n in (1, 10, 100, 1000)}
+            for b in servers.values():  # warm every cache
+                for payload in (body, *payloads.values()):
+                    assert httpx.post(b + "/graphql", content=payload, timeout=120,
+                                      headers={"content-type": "application/json"}).status_code == 200
+            runs: dict[str, list[dict[str, float]]] = {}
+            errors: dict[str, float] = {}
+            for _ in range(args.rounds):  # each round: every server once, one after the other
+                for label, b in servers.items():
+                    runs.setdefault("one" + label, []).append(wrk(b + "/graphql", body, args.seconds))
+                runs.setdefault("floor", []).append(wrk(f"http://127.0.0.1:{floor_port}/", body, args.seconds))
+                for n, payload in payloads.items():
+                    for label, b in servers.items():
+                        runs.setdefault(f"x{n}{label}", []).append(
+                            wrk(b + "/graphql", payload, args.seconds, conns=32 if n < 1000 else 8))
+            for key, got in runs.items():
+                errors[key] = sum(g["errors"] for g in got)
+            floor = median_run(runs["floor"])
+            for label in servers:
+                one = median_run(runs["one" + label])
+                rows.append(f"| (1) entitlementValue, cached, 32 conns{label} | {one['rps']:,.0f} req/s | "
+                            f"{one['p50']:.2f} | {one['p95']:.2f} | {one['p99']:.2f} | "
+                            f"ratio to floor {one['rps'] / floor['rps']:.2f} |")
             rows.append(f"| (2) floor: Starlette + one Redis GET ({len(resp)} B) | {floor['rps']:,.0f} req/s | "
                         f"{floor['p50']:.2f} | {floor['p95']:.2f} | {floor['p99']:.2f} | |")
-            check_q = ("query($c: [AccessCheckInput!]!) { checkAccess(checks: $c) { hasAccess reason balance } }")
-            for n in (1, 10, 100, 1000):
-                checks = [{"subjectKey": f"cust-{i:04d}", "featureKey": "ai"} for i in range(n)]
-                payload = orjson.dumps({"query": check_q, "variables": {"c": checks}})
-                client.post("/graphql", content=payload, headers={"content-type": "application/json"})  # warm
-                res = wrk(base + "/graphql", payload, args.seconds, conns=32 if n < 1000 else 8)
-                rows.append(f"| (3) checkAccess x{n}, cached | {res['rps'] * n:,.0f} checks/s ({res['rps']:,.0f} req/s)"
-                            f" | {res['p50']:.2f} | {res['p95']:.2f} | {res['p99']:.2f} | |")
+            for n in payloads:
+                for label in servers:
+                    res = median_run(runs[f"x{n}{label}"])
+                    note = ""
+                    if label:
+                        note = f"this checkout / {args.baseline}: " \
+                               f"{median_run(runs[f'x{n}'])['rps'] / res['rps']:.2f}x"
+                    rows.append(f"| (3) checkAccess x{n}, cached{label} | {res['rps'] * n:,.0f} checks/s "
+                                f"({res['rps']:,.0f} req/s) | {res['p50']:.2f} | {res['p95']:.2f} | {res['p99']:.2f} | "
+                                f"{note} |")
             cold: list[float] = []
             heavy_body = {"query": value_q, "variables": {"s": heavy}}
             for _ in range(30):
@@ -200,7 +220,7 @@ def main() -> int:
         print("| case | throughput | p50 ms | p95 ms | p99/max ms | note |")
         print("|---|---|---|---|---|---|")
         print("\n".join(rows))
-        print(f"errors: value {one['errors']}, floor {floor['errors']}", file=sys.stderr)
+        print("wrk errors: " + ", ".join(f"{k} {v:.0f}" for k, v in errors.items()), file=sys.stderr)
     finally:
         for p in procs:
             p.terminate()
@@ -208,6 +228,9 @@ def main() -> int:
         for key in r.scan_iter(match=prefix + "*", count=1000):
             r.delete(key)
         r.delete(FLOOR_KEY)
+        for tmp in (old_src, new_src):
+            if tmp:
+                shutil.rmtree(tmp, ignore_errors=True)
         with psycopg.connect(args.pg, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return 0

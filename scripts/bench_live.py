@@ -38,32 +38,14 @@ import redis
 from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_access import LUA, free_port, wait_up
+from _wrk import UVICORN, free_port, wait_up
+from _wrk import wrk_async as wrk
 from creditgate.adapters.sql.db import migrate
 
 SUBSCRIBE = ('subscription($s: String!) { entitlementValues(subjectKey: $s, featureKeys: ["ai"]) '
              "{ subjectKey cause asOf value { balance usage } } }")
 VALUE = ('query($s: String!) { entitlementValue(subjectKey: $s, entitlementIdOrFeatureKey: "ai") '
          "{ hasAccess balance usage overage } }")
-
-
-def _script(body: bytes) -> str:
-    path = f"/tmp/bench_live_{uuid.uuid4().hex[:8]}.lua"
-    with open(path, "w") as f:
-        f.write(LUA % ("[==[" + body.decode() + "]==]"))
-    return path
-
-
-async def wrk(url: str, body: bytes, seconds: int, conns: int = 32) -> dict[str, float]:
-    """wrk in a subprocess, without blocking the loop that keeps the subscriptions' sockets."""
-    path = _script(body)
-    proc = await asyncio.create_subprocess_exec("wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "-s", path, url,
-                                                stdout=asyncio.subprocess.PIPE)
-    out = (await proc.communicate())[0].decode()
-    os.unlink(path)
-    line = next(x for x in out.splitlines() if x.startswith("RESULT"))
-    n, dur, p50, _p95, p99, errors = line.split()[1:]
-    return {"rps": int(n) / float(dur), "p50": float(p50), "p99": float(p99), "errors": int(errors)}
 
 
 async def gql(client: httpx.AsyncClient, query: str, **variables: Any) -> Any:
@@ -224,9 +206,7 @@ def main() -> int:
         env = {**os.environ, "CREDITGATE_DATABASE_URL": url, "CREDITGATE_REDIS_URL": args.redis,
                "CREDITGATE_REDIS_PREFIX": prefix, "CREDITGATE_API_KEYS": "", "CREDITGATE_TOKEN_SECRET": "bench",
                "CREDITGATE_ACCESS_LOG": "false"}
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--workers", "1", "--host", "127.0.0.1",
-                                 "--log-level", "warning", "--no-access-log", "--loop", "uvloop", "--http", "httptools",
-                                 "--port", str(port), "--factory", "creditgate.app:create_app"], env=env)
+        proc = subprocess.Popen([*UVICORN, "--port", str(port), "--factory", "creditgate.app:create_app"], env=env)
         base = f"http://127.0.0.1:{port}"
         wait_up(base + "/healthz")
         rows = asyncio.run(run(args, base))
