@@ -113,6 +113,9 @@ async def test_everything_else_falls_back(compare: Compare, world: dict[str, Any
     await compare({"query": VALUE, "variables": {**v, "extra": list(range(1001))}}, False)
     await compare({"query": CHECK, "variables": {"checks": {"subjectKey": "a", "featureKey": "ai"}}}, False)
     await compare({"query": CHECK, "variables": {"checks": [{"subjectKey": "a"}]}}, False)
+    await compare({"query": CHECK, "variables": {"checks": [{"subjectKey": "a", "x": "ai"}]}}, False)  # 2 keys
+    await compare({"query": CHECK, "variables": {"checks": [{"subjectKey": "a", "featureKey": "ai"}, {}]}}, False)
+    await compare({"query": CHECK, "variables": {"checks": [{"subjectKey": "a", "featureKey": None}]}}, False)
     await compare({"query": CHECK, "variables": {"checks": [{"subjectKey": "a", "featureKey": "ai", "x": 1}]}},
                   False)
     await compare({"query": CHECK, "variables": {"checks": [{"subjectKey": "a", "featureKey": "ai"}] * 1001}},

@@ -69,6 +69,11 @@ class Access:
         return AccessReason.SOFT_LIMIT if v.has_access else AccessReason.NO_BALANCE
 
 
+# A cache entry: (entitlement id, type, value); all None when there is no entitlement.
+Entry = tuple[str | None, str | None, EntValue | None]
+_NO_ENTRY: Entry = (None, None, None)
+
+
 def _dec(x: Decimal | None) -> str | None:
     return None if x is None else str(x)
 
@@ -84,20 +89,47 @@ def encode(expires: datetime | None, ent_id: str | None, typ: str | None, v: Ent
     return orjson.dumps([exp, ent_id, typ, v.has_access, _dec(v.balance), _dec(v.usage), _dec(v.overage), v.config])
 
 
-def decode(raw: bytes, now: datetime) -> tuple[str | None, str | None, EntValue | None] | None:
-    """(entitlement id, type, value), or None when the entry has expired."""
+def _micros(t: datetime) -> int:
+    return int(t.timestamp() * 1_000_000)
+
+
+# Decoded entries by their bytes. Cached reads decode the same entries over and over (orjson, three
+# Decimals and an EntValue: about 3 µs each, most of a cached check's own work); an entry's bytes
+# decide its meaning, so one decoding serves them all. Entries with a `config` (mutable JSON) are not
+# kept. Bounded: emptied when full.
+_DECODED: dict[bytes, tuple[int | None, Entry]] = {}
+DECODED_MAX = 10_000
+
+
+def _decode(raw: bytes) -> tuple[int | None, Entry]:
+    """(expiry in µs since the epoch or None, entry)."""
+    got = _DECODED.get(raw)
+    if got is not None:
+        return got
     data = orjson.loads(raw)
-    exp = data[0]
-    if exp is not None and int(now.timestamp() * 1_000_000) >= exp:
-        return None
     if data[1] is None:
-        return None, None, None
-    _, ent_id, typ, has, bal, usage, ovg, cfg = data
-    return ent_id, typ, EntValue(has, _undec(bal), _undec(usage), _undec(ovg), cfg)
+        got = (data[0], _NO_ENTRY)
+    else:
+        exp, ent_id, typ, has, bal, usage, ovg, cfg = data
+        got = (exp, (ent_id, typ, EntValue(has, _undec(bal), _undec(usage), _undec(ovg), cfg)))
+        if cfg is not None:
+            return got
+    if len(_DECODED) >= DECODED_MAX:
+        _DECODED.clear()
+    _DECODED[raw] = got
+    return got
+
+
+def decode(raw: bytes, now: datetime | int) -> Entry | None:
+    """(entitlement id, type, value), or None when the entry has expired; `now` also as µs (_micros)."""
+    exp, entry = _decode(raw)
+    if exp is not None and (now if isinstance(now, int) else _micros(now)) >= exp:
+        return None
+    return entry
 
 
 def _expiry(raw: bytes) -> datetime | None:
-    exp = orjson.loads(raw)[0]
+    exp = _decode(raw)[0]
     return None if exp is None else EPOCH + timedelta(microseconds=exp)
 
 
@@ -209,9 +241,6 @@ def _ttl(expires: datetime | None, now: datetime) -> float | bool | None:
     return left if left > 0 else False
 
 
-# A cache entry: (entitlement id, type, value); all None when there is no entitlement.
-Entry = tuple[str | None, str | None, EntValue | None]
-_NO_ENTRY: Entry = (None, None, None)
 # What a miss loads: the entry, and for "now" reads the instant it stops being true (None: never).
 Loaded = tuple[Entry, datetime | None]
 
@@ -225,12 +254,13 @@ async def _read_through(rt: Runtime, now: datetime, keys: Sequence[tuple[str, st
     (same length as `keys`) receives the instant each "now" entry stops being true."""
     asked = [k for k in keys if k is not None]
     hits = iter(await _get(rt, asked))
+    now_us = _micros(now)
     out: list[Entry] = [_NO_ENTRY] * len(keys)
     missing: list[int] = []
     missing_hits: list[Hit | None] = []
     for i, key in enumerate(keys):
         hit = next(hits) if key is not None else None
-        got = decode(hit.value, now) if hit is not None and hit.value is not None else None
+        got = decode(hit.value, now_us) if hit is not None and hit.value is not None else None
         if got is None or (need_value and got[2] is None):
             missing.append(i)
             missing_hits.append(hit)

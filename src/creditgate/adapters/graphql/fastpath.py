@@ -177,8 +177,9 @@ def _objects(value: Any, strings: tuple[str, ...], keys: frozenset[str], limit: 
     Anything else (a lone object, which GraphQL reads as a list of one, included) raises Fallback."""
     if not isinstance(value, list) or len(value) > limit:
         raise Fallback
+    every = len(strings) == len(keys)  # all fields are String!: the right count, all present, is the same test
     for item in value:
-        if not isinstance(item, dict) or not item.keys() <= keys:
+        if not isinstance(item, dict) or (len(item) != len(keys) if every else not item.keys() <= keys):
             raise Fallback
         for name in strings:
             if not isinstance(item.get(name), str):  # missing, null or another type
