@@ -159,14 +159,16 @@ class Cluster:
             port = c.get_node_from_key(key).port
         return next(n for n in self.nodes if n.port == port)
 
+    def primaries(self) -> set[int]:
+        """The ports of the masters that own slots, as a live node sees them."""
+        with contextlib.closing(self.client()) as c:
+            c.ping()
+            return {int(n.port) for n in c.get_primaries()}
+
     def failover(self, node: Node) -> None:
         """Kills `node` (a master) and waits until its replica took over (the node stays down)."""
         node.kill()
-
-        def promoted() -> bool:
-            with contextlib.closing(self.client()) as c:
-                return all(n.port != node.port for n in c.get_primaries()) and bool(c.ping())
-        wait_for(promoted, "the replica's promotion")
+        wait_for(lambda: node.port not in self.primaries(), "the replica's promotion")
 
     def restart(self, node: Node) -> None:
         """Starts a killed node again (it rejoins as a replica) and waits for a healthy cluster."""

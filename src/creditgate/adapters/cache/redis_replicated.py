@@ -124,6 +124,12 @@ class ClusterCache(WatchedCache):
         super().__init__(client, prefix, **options)
         self.cluster = client
 
+    def _failed(self, exc: BaseException) -> None:
+        super()._failed(exc)
+        # Pipelines (every multi-slot call) do not refresh the slot map after a connection error when
+        # retries are off; the next call must ask the cluster again, as a single command would.
+        self.cluster._initialize = True
+
     def _tag(self, group: str) -> str:
         return group if "}" not in group else "#" + hashlib.sha256(group.encode()).hexdigest()
 
