@@ -1,4 +1,9 @@
-"""Event ingest (CloudEvents, deduplicated by (source, id)) and the event listing (docs/semantics.md §1)."""
+"""Event ingest (CloudEvents, deduplicated by (source, id)) and the event listing (docs/semantics.md §1).
+
+A batch is checked as a whole in one pass (the usual batch: every event well formed), its text rule
+once over the whole batch; anything unusual is checked again event by event, in order, so that the
+first problem is the one reported. Aggregates are computed per (meter, subject, group, minute) in
+Python (exact decimals) and stored with the events in one transaction (adapters/sql/events.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import orjson
 from creditgate import metrics
 from creditgate.adapters.sql import events as repo
 from creditgate.adapters.sql import meters as meter_repo
-from creditgate.adapters.sql.events import MinuteDelta, MinuteValue, NewEvent
+from creditgate.adapters.sql.events import MinuteDelta, MinuteValue
 from creditgate.amounts import LIMIT, SCALE, fit_stored
 from creditgate.domain import floor_m
 from creditgate.domain.errors import BadInput
@@ -28,7 +33,8 @@ from creditgate.timefmt import parse_rfc3339
 MAX_BATCH = 10_000  # events per ingest call, whichever API
 MAX_LIST = 1000
 _COUNT, _UNIQUE_COUNT = Aggregation.COUNT, Aggregation.UNIQUE_COUNT  # compared per event: globals, not enum lookups
-
+_MAX_TEXT = validation.MAX_TEXT
+_ZERO = Decimal(0)
 
 Getter = Callable[[dict[str, Any]], Any]
 
@@ -46,26 +52,32 @@ class _MeterReader:
     """A meter compiled for ingest: reads its value and groups from event data."""
 
     meter: Meter
-    value: Getter | None
+    value: Getter | None  # None: COUNT (no value read)
+    unique: bool  # UNIQUE_COUNT: the value is kept as text
     groups: tuple[tuple[str, Getter], ...]
 
 
 def _reader(meter: Meter) -> _MeterReader:
     value = compile_path(meter.value_property) if meter.value_property and meter.aggregation != _COUNT else None
     groups = tuple((name, _getter(compile_path(path))) for name, path in sorted(meter.group_by.items()))
-    return _MeterReader(meter, _getter(value) if value is not None else None, groups)
+    return _MeterReader(meter, _getter(value) if value is not None else None, meter.aggregation == _UNIQUE_COUNT,
+                        groups)
 
+
+# ---------------------------------------------------------------------------------------------------
+# Structural checks (§1.1, §1.2, §0.4)
 
 def _required(index: int, name: str, value: Any) -> str:
     if not isinstance(value, str) or not value or value.isspace():
         raise BadInput(f"event {index}: {name} is required (a non-empty string)")
-    if len(value) > validation.MAX_TEXT:
-        raise BadInput(f"event {index}: {name} must be at most {validation.MAX_TEXT} characters")
+    if len(value) > _MAX_TEXT:
+        raise BadInput(f"event {index}: {name} must be at most {_MAX_TEXT} characters")
     return value
 
 
-def check_event(index: int, e: EventInput, now: datetime) -> NewEvent:
-    """A structurally valid event, or BadInput naming its index."""
+def _check_one(index: int, e: EventInput, now: datetime) -> tuple[str, str, str, str, datetime, dict[str, Any]]:
+    """One event, checked in the order the rules are listed: (id, source, type, subject, time, data), or
+    BadInput naming its index."""
     event_id = _required(index, "id", e.id)
     source = _required(index, "source", e.source)
     type_ = _required(index, "type", e.type)
@@ -85,15 +97,106 @@ def check_event(index: int, e: EventInput, now: datetime) -> NewEvent:
     except TypeError:  # integers beyond 64 bits, or text that is not valid Unicode
         data_json = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         text += data_json
-    # the text rule (services/validation.py), cheaply: most events are ASCII with no NUL
     problem = validation.unstorable(text) if "\x00" in text or not text.isascii() else None
     if problem is None and "\\u0000" in data_json:
         problem = validation.json_problem(data)
     if problem is not None:
         raise BadInput(f"event {index}: text {problem}")
-    return NewEvent(event_id=event_id, source=source, type=type_, subject=subject, time=time, data=data,
-                    ingested_at=now, validation_error=None, data_json=data_json)
+    return event_id, source, type_, subject, time, data
 
+
+@dataclass(slots=True)
+class _Batch:
+    """The distinct events of a checked batch (first occurrence of each (source, id)), as columns."""
+
+    ids: list[str]
+    sources: list[str]
+    types: list[str]
+    subjects: list[str]
+    times: list[datetime]
+    datas: list[dict[str, Any]]
+
+
+def _checked_slowly(events: Sequence[EventInput], now: datetime) -> _Batch:
+    """Event by event, in order: the first problem is the one reported."""
+    out = _Batch([], [], [], [], [], [])
+    seen: set[tuple[str, str]] = set()
+    for i, e in enumerate(events):
+        event_id, source, type_, subject, time, data = _check_one(i, e, now)
+        if (source, event_id) not in seen:
+            seen.add((source, event_id))
+            _append(out, event_id, source, type_, subject, time, data)
+    return out
+
+
+def _append(out: _Batch, event_id: str, source: str, type_: str, subject: str, time: datetime,
+            data: dict[str, Any]) -> None:
+    out.ids.append(event_id)
+    out.sources.append(source)
+    out.types.append(type_)
+    out.subjects.append(subject)
+    out.times.append(time)
+    out.datas.append(data)
+
+
+def _checked_quickly(events: Sequence[EventInput], now: datetime) -> _Batch | None:
+    """The usual batch in one pass, its text rule checked once for all of it; None when anything at
+    all looks unusual (then _checked_slowly decides)."""
+    out = _Batch([], [], [], [], [], [])
+    ids, sources, types, subjects, times, datas = out.ids, out.sources, out.types, out.subjects, out.times, out.datas
+    seen: set[tuple[str, str]] = set()
+    texts: list[str] = []
+    all_data: list[dict[str, Any]] = []
+    cap = _MAX_TEXT
+    for e in events:
+        event_id, source, type_, subject = e.id, e.source, e.type, e.subject
+        if type(event_id) is not str or type(source) is not str or type(type_) is not str \
+                or type(subject) is not str or not event_id or not source or not type_ or not subject \
+                or event_id.isspace() or source.isspace() or type_.isspace() or subject.isspace() \
+                or len(event_id) > cap or len(source) > cap or len(type_) > cap or len(subject) > cap:
+            return None
+        if e.specversion is not None and e.specversion != "1.0":
+            return None
+        if e.time is None:
+            time = now
+        else:
+            try:
+                time = parse_rfc3339(e.time)
+            except ValueError:
+                return None
+        data = e.data
+        if data is None:
+            data = {}
+        elif type(data) is not dict:
+            return None
+        texts += (event_id, source, type_, subject)
+        all_data.append(data)
+        key = (source, event_id)
+        if key not in seen:
+            seen.add(key)
+            ids.append(event_id)
+            sources.append(source)
+            types.append(type_)
+            subjects.append(subject)
+            times.append(time)
+            datas.append(data)
+    if validation.unstorable("".join(texts)) is not None:
+        return None
+    try:  # orjson refuses lone surrogates (and integers beyond 64 bits: checked slowly, then stored)
+        if b"\\u0000" in orjson.dumps(all_data):  # NUL, or perhaps a literal backslash-u0000: look closely
+            return None
+    except TypeError:
+        return None
+    return out
+
+
+def check_batch(events: Sequence[EventInput], now: datetime) -> _Batch:
+    """The distinct events of a structurally valid batch, or BadInput naming the first bad event."""
+    return _checked_quickly(events, now) or _checked_slowly(events, now)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Feeding meters (§1.7, §1.8)
 
 def numeric_value(raw: Any) -> Decimal:
     """A meter value: a JSON number or a numeric string; ValueError otherwise."""
@@ -119,110 +222,130 @@ def numeric_value(raw: Any) -> Decimal:
 _LIMIT_INT = int(LIMIT)
 _LIMIT_FLOAT = float(LIMIT)  # 1e26 is a float exactly as repr writes it, so the bounds agree
 
-# What one event adds to one meter: (reader, group key, groups, numeric value, UNIQUE_COUNT text).
-_Contribution = tuple[_MeterReader, str, dict[str, str | None], Decimal | None, str | None]
-_NO_GROUPS: tuple[str, dict[str, str | None]] = ("{}", {})
+# What one event adds to one meter: (meter id, group key, groups, numeric value, UNIQUE_COUNT text).
+_Contribution = tuple[str, str, dict[str, str | None], Decimal | None, str | None]
+_Groups = tuple[str, dict[str, str | None]]
+_NO_GROUPS: _Groups = ("{}", {})
 
 
-def _group_key(reader: _MeterReader, data: dict[str, Any],
-               cache: dict[tuple[str, tuple[str | None, ...]], tuple[str, dict[str, str | None]]]
-               ) -> tuple[str, dict[str, str | None]]:
-    """The canonical group key (JSON, sorted names) and the groups, shared by equal groups in a batch."""
-    if not reader.groups:
-        return _NO_GROUPS
-    texts = tuple([as_text(get(data)) for _, get in reader.groups])
-    key = (reader.meter.id, texts)
-    found = cache.get(key)
-    if found is None:
-        groups = {name: text for (name, _), text in zip(reader.groups, texts, strict=True)}
-        found = cache[key] = (orjson.dumps(groups, option=orjson.OPT_SORT_KEYS).decode(), groups)
-    return found
+class _Feeder:
+    """Reads the meters of a batch's event types; caches what equal inputs give within the batch."""
 
+    def __init__(self, readers: dict[str, list[_MeterReader]]) -> None:
+        self.readers = readers
+        self.groups: dict[tuple[str, tuple[str | None, ...]], _Groups] = {}
+        self.numbers: dict[tuple[type, Any], Decimal | str] = {}  # raw value -> Decimal, or why it is unusable
 
-def _contribute(reader: _MeterReader, data: dict[str, Any],
-                cache: dict[tuple[str, tuple[str | None, ...]], tuple[str, dict[str, str | None]]]
-                ) -> _Contribution:
-    """What one event adds to one meter; ValueError when its value is unusable."""
-    group_key, groups = _group_key(reader, data, cache)
-    agg = reader.meter.aggregation
-    if agg == _COUNT or reader.value is None:
-        return (reader, group_key, groups, None, None)
-    raw = reader.value(data)
-    if is_missing(raw) or raw is None:
-        raise ValueError(f"meter {reader.meter.slug}: value {reader.meter.value_property} is missing or null")
-    if agg == _UNIQUE_COUNT:
-        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-            raise ValueError(f"meter {reader.meter.slug}: value {reader.meter.value_property} "
-                             "must be a string or number")
-        return (reader, group_key, groups, None, as_text(raw))
-    try:
-        return (reader, group_key, groups, numeric_value(raw), None)
-    except ValueError as exc:
-        raise ValueError(f"meter {reader.meter.slug}: value {reader.meter.value_property} {exc}") from None
+    def group_key(self, reader: _MeterReader, data: dict[str, Any]) -> _Groups:
+        """The canonical group key (JSON, sorted names) and the groups, shared by equal groups."""
+        if not reader.groups:
+            return _NO_GROUPS
+        texts = tuple([as_text(get(data)) for _, get in reader.groups])
+        key = (reader.meter.id, texts)
+        found = self.groups.get(key)
+        if found is None:
+            groups = {name: text for (name, _), text in zip(reader.groups, texts, strict=True)}
+            found = self.groups[key] = (orjson.dumps(groups, option=orjson.OPT_SORT_KEYS).decode(), groups)
+        return found
 
-
-@dataclass(slots=True)
-class _Fed:
-    """An event with its minute and what it adds to its type's meters (nothing when invalid)."""
-
-    event: NewEvent
-    minute: datetime
-    contributions: list[_Contribution]
-
-
-def _feed(events: Sequence[NewEvent], readers: dict[str, list[_MeterReader]]) -> list[_Fed]:
-    """Each event's contributions; an event with a value error gets it and counts toward no meter."""
-    cache: dict[tuple[str, tuple[str | None, ...]], tuple[str, dict[str, str | None]]] = {}
-    fed: list[_Fed] = []
-    for event in events:
-        contributions: list[_Contribution] = []
-        errors: list[str] | None = None
-        for reader in readers.get(event.type, ()):
+    def number(self, raw: Any) -> Decimal | str:
+        key = (type(raw), raw) if type(raw) in _HASHABLE else None
+        found = self.numbers.get(key) if key is not None else None
+        if found is None:
             try:
-                contributions.append(_contribute(reader, event.data, cache))
+                found = numeric_value(raw)
             except ValueError as exc:
-                errors = [*(errors or []), str(exc)]
-        if errors:
-            event.validation_error = "; ".join(errors)
-            contributions = []
-        fed.append(_Fed(event, floor_m(event.time), contributions))
-    return fed
+                found = str(exc)
+            if key is not None:
+                self.numbers[key] = found
+        return found
+
+    def contribute(self, reader: _MeterReader, data: dict[str, Any]) -> _Contribution | str:
+        """What one event adds to one meter, or why its value is unusable."""
+        meter = reader.meter
+        group_key, groups = self.group_key(reader, data)
+        if reader.value is None:
+            return (meter.id, group_key, groups, None, None)
+        raw = reader.value(data)
+        if raw is None or is_missing(raw):
+            return f"meter {meter.slug}: value {meter.value_property} is missing or null"
+        if reader.unique:
+            if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+                return f"meter {meter.slug}: value {meter.value_property} must be a string or number"
+            return (meter.id, group_key, groups, None, as_text(raw))
+        value = self.number(raw)
+        if type(value) is str:
+            return f"meter {meter.slug}: value {meter.value_property} {value}"
+        return (meter.id, group_key, groups, value, None)  # type: ignore[return-value]
+
+    def feed(self, batch: _Batch) -> tuple[list[tuple[_Contribution, ...]], list[str | None]]:
+        """Each event's contributions and validation error: an event whose value is unusable for any
+        meter of its type counts toward none of them (§1.7)."""
+        contributions: list[tuple[_Contribution, ...]] = []
+        errors: list[str | None] = []
+        readers, contribute = self.readers, self.contribute
+        for type_, data in zip(batch.types, batch.datas, strict=True):
+            mine = readers.get(type_)
+            if not mine:
+                contributions.append(())
+                errors.append(None)
+                continue
+            got = [contribute(r, data) for r in mine]
+            problems = [g for g in got if isinstance(g, str)]
+            if problems:
+                contributions.append(())
+                errors.append("; ".join(problems))
+            else:
+                contributions.append(tuple(got))  # type: ignore[arg-type]
+                errors.append(None)
+        return contributions, errors
 
 
-def _aggregate(fed: Sequence[_Fed]) -> tuple[list[MinuteDelta], list[MinuteValue]]:
-    deltas: dict[tuple[str, str, str, datetime], MinuteDelta] = {}
-    values: dict[tuple[str, str, str, datetime, str], MinuteValue] = {}
-    for f in fed:
-        subject, minute = f.event.subject, f.minute
-        for reader, group_key, groups, value, text in f.contributions:
-            meter_id = reader.meter.id
+_HASHABLE = frozenset({int, float, str})
+
+
+def _aggregate(subjects: Sequence[str], minutes: Sequence[datetime],
+               contributions: Sequence[tuple[_Contribution, ...]]) -> tuple[list[MinuteDelta], list[MinuteValue]]:
+    counts: dict[tuple[str, str, str, datetime], int] = {}
+    numbers: dict[tuple[str, str, str, datetime], list[Decimal]] = {}
+    groups_of: dict[tuple[str, str, str, datetime], dict[str, str | None]] = {}
+    texts: dict[tuple[str, str, str, datetime, str], dict[str, str | None]] = {}
+    for subject, minute, mine in zip(subjects, minutes, contributions, strict=True):
+        for meter_id, group_key, groups, value, text in mine:
             key = (meter_id, subject, group_key, minute)
-            d = deltas.get(key)
-            if d is None:
-                d = deltas[key] = MinuteDelta(meter_id, subject, group_key, minute, groups, Decimal(0), 0, None, None)
-            d.count += 1
-            if value is not None:
-                d.sum += value
-                v = float(value)
-                if d.min is None or v < d.min:
-                    d.min = v
-                if d.max is None or v > d.max:
-                    d.max = v
+            n = counts.get(key)
+            if n is None:
+                counts[key] = 1
+                groups_of[key] = groups
+                numbers[key] = [value] if value is not None else []
+            else:
+                counts[key] = n + 1
+                if value is not None:
+                    numbers[key].append(value)
             if text is not None:
-                vkey = (*key, text)
-                if vkey not in values:
-                    values[vkey] = MinuteValue(meter_id, subject, group_key, minute, text, groups)
-    return list(deltas.values()), list(values.values())
+                texts.setdefault((*key, text), groups)
+    deltas: list[MinuteDelta] = []
+    for key, count in counts.items():
+        values = numbers[key]
+        deltas.append(MinuteDelta(*key, groups_of[key], sum(values, _ZERO), count,
+                                  float(min(values)) if values else None, float(max(values)) if values else None))
+    return deltas, [MinuteValue(*key, groups) for key, groups in texts.items()]
 
 
-def _touches(fed: Sequence[_Fed]) -> list[UsageTouch]:
+def _touches(types: Sequence[str], subjects: Sequence[str], minutes: Sequence[datetime]) -> list[UsageTouch]:
     first: dict[tuple[str, str], datetime] = {}
-    for f in fed:
-        key = (f.event.type, f.event.subject)
+    for key, minute in zip(zip(types, subjects, strict=True), minutes, strict=True):
         at = first.get(key)
-        if at is None or f.minute < at:
-            first[key] = f.minute
+        if at is None or minute < at:
+            first[key] = minute
     return [UsageTouch(event_type=t, subject=s, first_minute=m) for (t, s), m in sorted(first.items())]
+
+
+def _readers(meters: Sequence[Meter]) -> dict[str, list[_MeterReader]]:
+    readers: dict[str, list[_MeterReader]] = {}
+    for m in meters:
+        readers.setdefault(m.event_type, []).append(_reader(m))
+    return readers
 
 
 async def ingest_events(rt: Runtime, events: Sequence[EventInput]) -> IngestResult:
@@ -230,32 +353,35 @@ async def ingest_events(rt: Runtime, events: Sequence[EventInput]) -> IngestResu
     if len(events) > MAX_BATCH:
         raise BadInput(f"a batch may hold at most {MAX_BATCH} events")
     now = rt.now()
-    unique: dict[tuple[str, str], NewEvent] = {}
-    for i, e in enumerate(events):
-        checked = check_event(i, e, now)
-        unique.setdefault((checked.source, checked.event_id), checked)
-    if not unique:
+    batch = check_batch(events, now)
+    if not batch.ids:
         return IngestResult(accepted=0, duplicates=0)
-    new = list(unique.values())
+    minutes = [floor_m(t) for t in batch.times]
     async with rt.db.transaction() as s:
-        meters = await meter_repo.meters_for_types(s, sorted({e.type for e in new}))
-        readers: dict[str, list[_MeterReader]] = {}
-        for m in meters:
-            readers.setdefault(m.event_type, []).append(_reader(m))
-        fed = _feed(new, readers)
+        feeder = _Feeder(_readers(await meter_repo.meters_for_types(s, sorted(set(batch.types)))))
+        contributions, errors = feeder.feed(batch)
+        stored = [Event(id=i, source=src, type=t, subject=sub, time=at, data=d, ingested_at=now, validation_error=err)
+                  for i, src, t, sub, at, d, err in zip(batch.ids, batch.sources, batch.types, batch.subjects,
+                                                        batch.times, batch.datas, errors, strict=True)]
         # Aggregated as if every event is new: the usual case, stored in one go.
-        deltas, values = _aggregate(fed)
-        stored = await repo.store_batch(s, new, deltas, values)
-        if stored is not None:  # some were stored before: only the others count
-            fed = [f for f in fed if (f.event.source, f.event.event_id) in stored]
-            await repo.add_minutes(s, *_aggregate(fed))
-        touches = _touches(fed)
+        deltas, values = _aggregate(batch.subjects, minutes, contributions)
+        known = await repo.store_batch(s, stored, deltas, values)
+        types, subjects = batch.types, batch.subjects
+        if known is not None:  # some were stored before: only the others count
+            new = [j for j, e in enumerate(stored) if (e.source, e.id) in known]
+            types, subjects = [types[j] for j in new], [subjects[j] for j in new]
+            minutes, contributions = [minutes[j] for j in new], [contributions[j] for j in new]
+            await repo.add_minutes(s, *_aggregate(subjects, minutes, contributions))
+        touches = _touches(types, subjects, minutes)
+        # The one place, after the events are stored and in their transaction, for what else a
+        # write must record (snapshots dropped, notification evaluations): services/invalidation.py.
         if touches:
             await invalidation.usage_changed_in_tx(s, touches)
     if touches:
         await invalidation.usage_changed(rt, touches)
-    metrics.count_events(len(fed), len(events) - len(fed))
-    return IngestResult(accepted=len(fed), duplicates=len(events) - len(fed))
+    accepted = len(subjects)
+    metrics.count_events(accepted, len(events) - accepted)
+    return IngestResult(accepted=accepted, duplicates=len(events) - accepted)
 
 
 async def list_events(rt: Runtime, *, limit: int = 100, from_: datetime | None = None, to: datetime | None = None,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,19 +24,6 @@ EVENTS: Table = EventRow.__table__  # type: ignore[attr-defined]
 MINUTES: Table = MeterMinuteRow.__table__  # type: ignore[attr-defined]
 VALUES: Table = MeterMinuteValueRow.__table__  # type: ignore[attr-defined]
 MINUTE_KEY = ["meter_id", "subject", "group_key", "minute"]
-
-
-@dataclass(slots=True)
-class NewEvent:
-    event_id: str
-    source: str
-    type: str
-    subject: str
-    time: datetime
-    data: dict[str, Any]
-    ingested_at: datetime
-    validation_error: str | None
-    data_json: str  # `data` as JSON text
 
 
 @dataclass(slots=True)
@@ -67,33 +55,58 @@ class MinuteValue:
         return (self.meter_id, self.subject, self.group_key, self.minute, self.value)
 
 
-async def store_batch(session: AsyncSession, events: Sequence[NewEvent], deltas: Sequence[MinuteDelta],
+async def store_batch(session: AsyncSession, events: Sequence[Event], deltas: Sequence[MinuteDelta],
                       values: Sequence[MinuteValue]) -> set[tuple[str, str]] | None:
     """Stores the events not stored yet. When all of them were new, adds the aggregates (computed
     from all of them) and returns None; else adds nothing and returns the (source, id) of those stored.
 
-    Rows go in (source, id) order, so concurrent batches lock index entries in one order.
+    PostgreSQL: rows go in (source, id) order, so concurrent batches lock index entries in one order.
     """
     if not events:
         return None
     if dialect_name(session) == "postgresql":
         return await _pg_store_batch(session, events, deltas, values)
-    stored = await _insert_events(session, events)
-    if len(stored) != len(events):
+    stored = await _sqlite_insert_events(session, events)
+    if stored is not None:
         return stored
     await add_minutes(session, deltas, values)
     return None
 
 
-async def _insert_events(session: AsyncSession, events: Sequence[NewEvent]) -> set[tuple[str, str]]:
-    ordered = sorted(events, key=lambda e: (e.source, e.event_id))
-    stmt = upsert(session, EVENTS).on_conflict_do_nothing(index_elements=["source", "event_id"]) \
-        .returning(EVENTS.c.source, EVENTS.c.event_id)
-    params = [{"event_id": e.event_id, "source": e.source, "type": e.type, "subject": e.subject,
-               "time": e.time, "data": e.data, "ingested_at": e.ingested_at,
-               "validation_error": e.validation_error} for e in ordered]
-    result = await (await session.connection()).execute(stmt, params)
-    return {(r[0], r[1]) for r in result.all()}
+def data_json(data: dict[str, Any]) -> str:
+    """Event data as stored: compact JSON (integers beyond 64 bits through the standard library)."""
+    try:
+        return orjson.dumps(data).decode()
+    except TypeError:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _sqlite_time(t: datetime) -> str:
+    """A UTC instant as UTCDateTime stores it on SQLite (SQLAlchemy's text format, naive UTC)."""
+    return t.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+_SQLITE_CHUNK = 4000  # rows per statement: 8 parameters each, within SQLite's 32766
+
+
+async def _sqlite_insert_events(session: AsyncSession, events: Sequence[Event]) -> set[tuple[str, str]] | None:
+    """One multi-row INSERT per chunk (parameters bound as they are, no per-row statement work);
+    None when every event was new, else the (source, id) of those stored."""
+    conn = await session.connection()
+    stored: set[tuple[str, str]] = set()
+    for at in range(0, len(events), _SQLITE_CHUNK):
+        chunk = events[at:at + _SQLITE_CHUNK]
+        params: list[Any] = []
+        for e in chunk:
+            params += (e.id, e.source, e.type, e.subject, _sqlite_time(e.time), data_json(e.data),
+                       _sqlite_time(e.ingested_at), e.validation_error)
+        sql = ("INSERT INTO events (event_id, source, type, subject, time, data, ingested_at, validation_error) "
+               "VALUES " + ",".join(["(?,?,?,?,?,?,?,?)"] * len(chunk))
+               + " ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id")
+        result = await conn.exec_driver_sql(sql, tuple(params))
+        rows: list[Any] = list(result.all())
+        stored.update((r[0], r[1]) for r in rows)
+    return None if len(stored) == len(events) else stored
 
 
 def _least(session: AsyncSession, a: Any, b: Any, pick: str) -> ColumnElement[Any]:
@@ -180,9 +193,13 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _event_rows(events: Sequence[NewEvent]) -> str:
-    return _json([(e.event_id, e.source, e.type, e.subject, e.time, orjson.Fragment(e.data_json), e.ingested_at,
-                   e.validation_error) for e in events])
+def _event_rows(events: Sequence[Event]) -> str:
+    try:
+        return _json([(e.id, e.source, e.type, e.subject, e.time, e.data, e.ingested_at, e.validation_error)
+                      for e in events])
+    except TypeError:  # integers beyond 64 bits somewhere
+        return _json([(e.id, e.source, e.type, e.subject, e.time, orjson.Fragment(data_json(e.data)), e.ingested_at,
+                       e.validation_error) for e in events])
 
 
 def _minute_rows(deltas: Sequence[MinuteDelta]) -> str:
@@ -193,7 +210,7 @@ def _value_rows(values: Sequence[MinuteValue]) -> str:
     return _json([(v.meter_id, v.subject, v.group_key, v.minute, v.value) for v in values])
 
 
-async def _pg_store_batch(session: AsyncSession, events: Sequence[NewEvent], deltas: Sequence[MinuteDelta],
+async def _pg_store_batch(session: AsyncSession, events: Sequence[Event], deltas: Sequence[MinuteDelta],
                           values: Sequence[MinuteValue]) -> set[tuple[str, str]] | None:
     conn = await _driver(session)
     async with conn.cursor() as cur:
