@@ -19,7 +19,7 @@ import orjson
 from creditgate import metrics
 from creditgate.adapters.sql import events as repo
 from creditgate.adapters.sql import meters as meter_repo
-from creditgate.adapters.sql.events import MinuteDelta, MinuteValue
+from creditgate.adapters.sql.events import MinuteDelta, MinuteValue, NewEvents
 from creditgate.amounts import LIMIT, SCALE, fit_stored
 from creditgate.domain import floor_m
 from creditgate.domain.errors import BadInput
@@ -105,21 +105,13 @@ def _check_one(index: int, e: EventInput, now: datetime) -> tuple[str, str, str,
     return event_id, source, type_, subject, time, data
 
 
-@dataclass(slots=True)
-class _Batch:
-    """The distinct events of a checked batch (first occurrence of each (source, id)), as columns."""
-
-    ids: list[str]
-    sources: list[str]
-    types: list[str]
-    subjects: list[str]
-    times: list[datetime]
-    datas: list[dict[str, Any]]
+def _empty(now: datetime) -> NewEvents:
+    return NewEvents([], [], [], [], [], [], [], now)
 
 
-def _checked_slowly(events: Sequence[EventInput], now: datetime) -> _Batch:
+def _checked_slowly(events: Sequence[EventInput], now: datetime) -> NewEvents:
     """Event by event, in order: the first problem is the one reported."""
-    out = _Batch([], [], [], [], [], [])
+    out = _empty(now)
     seen: set[tuple[str, str]] = set()
     for i, e in enumerate(events):
         event_id, source, type_, subject, time, data = _check_one(i, e, now)
@@ -129,7 +121,7 @@ def _checked_slowly(events: Sequence[EventInput], now: datetime) -> _Batch:
     return out
 
 
-def _append(out: _Batch, event_id: str, source: str, type_: str, subject: str, time: datetime,
+def _append(out: NewEvents, event_id: str, source: str, type_: str, subject: str, time: datetime,
             data: dict[str, Any]) -> None:
     out.ids.append(event_id)
     out.sources.append(source)
@@ -139,10 +131,10 @@ def _append(out: _Batch, event_id: str, source: str, type_: str, subject: str, t
     out.datas.append(data)
 
 
-def _checked_quickly(events: Sequence[EventInput], now: datetime) -> _Batch | None:
+def _checked_quickly(events: Sequence[EventInput], now: datetime) -> NewEvents | None:
     """The usual batch in one pass, its text rule checked once for all of it; None when anything at
     all looks unusual (then _checked_slowly decides)."""
-    out = _Batch([], [], [], [], [], [])
+    out = _empty(now)
     ids, sources, types, subjects, times, datas = out.ids, out.sources, out.types, out.subjects, out.times, out.datas
     seen: set[tuple[str, str]] = set()
     texts: list[str] = []
@@ -190,7 +182,7 @@ def _checked_quickly(events: Sequence[EventInput], now: datetime) -> _Batch | No
     return out
 
 
-def check_batch(events: Sequence[EventInput], now: datetime) -> _Batch:
+def check_batch(events: Sequence[EventInput], now: datetime) -> NewEvents:
     """The distinct events of a structurally valid batch, or BadInput naming the first bad event."""
     return _checked_quickly(events, now) or _checked_slowly(events, now)
 
@@ -278,7 +270,7 @@ class _Feeder:
             return f"meter {meter.slug}: value {meter.value_property} {value}"
         return (meter.id, group_key, groups, value, None)  # type: ignore[return-value]
 
-    def feed(self, batch: _Batch) -> tuple[list[tuple[_Contribution, ...]], list[str | None]]:
+    def feed(self, batch: NewEvents) -> tuple[list[tuple[_Contribution, ...]], list[str | None]]:
         """Each event's contributions and validation error: an event whose value is unusable for any
         meter of its type counts toward none of them (§1.7)."""
         contributions: list[tuple[_Contribution, ...]] = []
@@ -359,16 +351,13 @@ async def ingest_events(rt: Runtime, events: Sequence[EventInput]) -> IngestResu
     minutes = [floor_m(t) for t in batch.times]
     async with rt.db.transaction() as s:
         feeder = _Feeder(_readers(await meter_repo.meters_for_types(s, sorted(set(batch.types)))))
-        contributions, errors = feeder.feed(batch)
-        stored = [Event(id=i, source=src, type=t, subject=sub, time=at, data=d, ingested_at=now, validation_error=err)
-                  for i, src, t, sub, at, d, err in zip(batch.ids, batch.sources, batch.types, batch.subjects,
-                                                        batch.times, batch.datas, errors, strict=True)]
+        contributions, batch.errors = feeder.feed(batch)
         # Aggregated as if every event is new: the usual case, stored in one go.
         deltas, values = _aggregate(batch.subjects, minutes, contributions)
-        known = await repo.store_batch(s, stored, deltas, values)
+        known = await repo.store_batch(s, batch, deltas, values)
         types, subjects = batch.types, batch.subjects
         if known is not None:  # some were stored before: only the others count
-            new = [j for j, e in enumerate(stored) if (e.source, e.id) in known]
+            new = [j for j, key in enumerate(zip(batch.sources, batch.ids, strict=True)) if key in known]
             types, subjects = [types[j] for j in new], [subjects[j] for j in new]
             minutes, contributions = [minutes[j] for j in new], [contributions[j] for j in new]
             await repo.add_minutes(s, *_aggregate(subjects, minutes, contributions))

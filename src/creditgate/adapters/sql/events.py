@@ -10,14 +10,13 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, func
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Table
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from creditgate.adapters.sql.dialect import dialect_name, upsert
+from creditgate.adapters.sql.dialect import dialect_name
 from creditgate.adapters.sql.tables import EventRow, MeterMinuteRow, MeterMinuteValueRow
-from creditgate.adapters.sql.types import exact_add
+from creditgate.adapters.sql.types import dec_text
 from creditgate.records import Event
 
 EVENTS: Table = EventRow.__table__  # type: ignore[attr-defined]
@@ -55,14 +54,32 @@ class MinuteValue:
         return (self.meter_id, self.subject, self.group_key, self.minute, self.value)
 
 
-async def store_batch(session: AsyncSession, events: Sequence[Event], deltas: Sequence[MinuteDelta],
+@dataclass(slots=True)
+class NewEvents:
+    """The distinct events of a checked batch (first occurrence of each (source, id)), as columns;
+    `errors` (each event's validation error, §1.7) is filled in when the meters are fed."""
+
+    ids: list[str]
+    sources: list[str]
+    types: list[str]
+    subjects: list[str]
+    times: list[datetime]
+    datas: list[dict[str, Any]]
+    errors: list[str | None]
+    ingested_at: datetime
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+async def store_batch(session: AsyncSession, events: NewEvents, deltas: Sequence[MinuteDelta],
                       values: Sequence[MinuteValue]) -> set[tuple[str, str]] | None:
     """Stores the events not stored yet. When all of them were new, adds the aggregates (computed
     from all of them) and returns None; else adds nothing and returns the (source, id) of those stored.
 
     PostgreSQL: rows go in (source, id) order, so concurrent batches lock index entries in one order.
     """
-    if not events:
+    if not events.ids:
         return None
     if dialect_name(session) == "postgresql":
         return await _pg_store_batch(session, events, deltas, values)
@@ -83,37 +100,44 @@ def data_json(data: dict[str, Any]) -> str:
 
 def _sqlite_time(t: datetime) -> str:
     """A UTC instant as UTCDateTime stores it on SQLite (SQLAlchemy's text format, naive UTC)."""
+    if t.tzinfo is UTC:  # the usual case (times are normalised to UTC when parsed): no conversion
+        return t.isoformat(" ", "microseconds")[:26]
     return t.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-_SQLITE_CHUNK = 4000  # rows per statement: 8 parameters each, within SQLite's 32766
+_SQLITE_VARIABLES = 32766  # bound parameters per statement (SQLite's default limit since 3.32)
 
 
-async def _sqlite_insert_events(session: AsyncSession, events: Sequence[Event]) -> set[tuple[str, str]] | None:
+def _chunks(rows: int, width: int) -> range:
+    return range(0, rows, _SQLITE_VARIABLES // width)
+
+
+async def _sqlite_insert_events(session: AsyncSession, events: NewEvents) -> set[tuple[str, str]] | None:
     """One multi-row INSERT per chunk (parameters bound as they are, no per-row statement work);
     None when every event was new, else the (source, id) of those stored."""
     conn = await session.connection()
     stored: set[tuple[str, str]] = set()
-    for at in range(0, len(events), _SQLITE_CHUNK):
-        chunk = events[at:at + _SQLITE_CHUNK]
+    ingested = _sqlite_time(events.ingested_at)
+    times = [_sqlite_time(t) for t in events.times]
+    datas: list[str] = []
+    try:
+        datas = [orjson.dumps(d).decode() for d in events.datas]
+    except TypeError:  # integers beyond 64 bits somewhere
+        datas = [data_json(d) for d in events.datas]
+    n = len(events.ids)
+    columns = (events.ids, events.sources, events.types, events.subjects, times, datas, [ingested] * n, events.errors)
+    for at in _chunks(n, 8):
         params: list[Any] = []
-        for e in chunk:
-            params += (e.id, e.source, e.type, e.subject, _sqlite_time(e.time), data_json(e.data),
-                       _sqlite_time(e.ingested_at), e.validation_error)
+        for row in zip(*(c[at:at + _SQLITE_VARIABLES // 8] for c in columns), strict=True):
+            params += row
+        rows = len(params) // 8
         sql = ("INSERT INTO events (event_id, source, type, subject, time, data, ingested_at, validation_error) "
-               "VALUES " + ",".join(["(?,?,?,?,?,?,?,?)"] * len(chunk))
+               "VALUES " + ",".join(["(?,?,?,?,?,?,?,?)"] * rows)
                + " ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id")
         result = await conn.exec_driver_sql(sql, tuple(params))
-        rows: list[Any] = list(result.all())
-        stored.update((r[0], r[1]) for r in rows)
-    return None if len(stored) == len(events) else stored
-
-
-def _least(session: AsyncSession, a: Any, b: Any, pick: str) -> ColumnElement[Any]:
-    if dialect_name(session) == "postgresql":
-        return func.least(a, b) if pick == "min" else func.greatest(a, b)
-    fn = func.min if pick == "min" else func.max
-    return fn(func.coalesce(a, b), func.coalesce(b, a))
+        returned: list[Any] = list(result.all())
+        stored.update((r[0], r[1]) for r in returned)
+    return None if len(stored) == n else stored
 
 
 async def add_minutes(session: AsyncSession, deltas: Sequence[MinuteDelta], values: Sequence[MinuteValue]) -> None:
@@ -123,24 +147,33 @@ async def add_minutes(session: AsyncSession, deltas: Sequence[MinuteDelta], valu
     if dialect_name(session) == "postgresql":
         await _pg_add_minutes(session, deltas, values)
         return
-    if deltas:
-        stmt = upsert(session, MINUTES)
-        stmt = stmt.on_conflict_do_update(index_elements=MINUTE_KEY, set_={
-            "sum": exact_add(MINUTES.c.sum, stmt.excluded.sum),
-            "count": MINUTES.c.count + stmt.excluded.count,
-            "min": _least(session, MINUTES.c.min, stmt.excluded.min, "min"),
-            "max": _least(session, MINUTES.c.max, stmt.excluded.max, "max"),
-        })
-        rows = [{"meter_id": d.meter_id, "subject": d.subject, "group_key": d.group_key, "minute": d.minute,
-                 "groups": d.groups, "sum": d.sum, "count": d.count, "min": d.min, "max": d.max}
-                for d in sorted(deltas, key=MinuteDelta.key)]
-        await (await session.connection()).execute(stmt, rows)
-    if values:
-        vstmt = upsert(session, VALUES).on_conflict_do_nothing()
-        vrows = [{"meter_id": v.meter_id, "subject": v.subject, "group_key": v.group_key, "minute": v.minute,
-                  "value": v.value, "groups": v.groups}
-                 for v in sorted(values, key=MinuteValue.key)]
-        await (await session.connection()).execute(vstmt, vrows)
+    conn = await session.connection()
+    # SQLite: multi-row upserts with the parameters as stored (decimals as text, summed exactly by
+    # dadd, docs/semantics.md §1.9; times as UTCDateTime's text); `groups` is the group key itself
+    rows = [(d.meter_id, d.subject, d.group_key, _sqlite_time(d.minute), d.group_key, dec_text(d.sum), d.count,
+             d.min, d.max) for d in sorted(deltas, key=MinuteDelta.key)]
+    for at in _chunks(len(rows), 9):
+        chunk = rows[at:at + _SQLITE_VARIABLES // 9]
+        await conn.exec_driver_sql(_SQLITE_MINUTES.format(",".join(["(?,?,?,?,?,?,?,?,?)"] * len(chunk))),
+                                   tuple(p for row in chunk for p in row))
+    vrows = [(v.meter_id, v.subject, v.group_key, _sqlite_time(v.minute), v.value, v.group_key)
+             for v in sorted(values, key=MinuteValue.key)]
+    for at in _chunks(len(vrows), 6):
+        vchunk = vrows[at:at + _SQLITE_VARIABLES // 6]
+        await conn.exec_driver_sql(_SQLITE_VALUES.format(",".join(["(?,?,?,?,?,?)"] * len(vchunk))),
+                                   tuple(p for row in vchunk for p in row))
+
+
+_SQLITE_MINUTES = """
+  INSERT INTO meter_minutes AS m (meter_id, subject, group_key, minute, groups, sum, count, min, max) VALUES {}
+  ON CONFLICT (meter_id, subject, group_key, minute) DO UPDATE SET
+    sum = dadd(m.sum, excluded.sum), count = m.count + excluded.count,
+    min = min(coalesce(m.min, excluded.min), coalesce(excluded.min, m.min)),
+    max = max(coalesce(m.max, excluded.max), coalesce(excluded.max, m.max))"""
+
+_SQLITE_VALUES = """
+  INSERT INTO meter_minute_values (meter_id, subject, group_key, minute, value, groups) VALUES {}
+  ON CONFLICT DO NOTHING"""
 
 
 # PostgreSQL: one statement inserts the events (sent as one JSON parameter) in (source, id) order
@@ -193,13 +226,16 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _event_rows(events: Sequence[Event]) -> str:
+def _event_rows(events: NewEvents) -> str:
+    at = events.ingested_at
     try:
-        return _json([(e.id, e.source, e.type, e.subject, e.time, e.data, e.ingested_at, e.validation_error)
-                      for e in events])
+        return _json([(i, src, t, sub, time, d, at, err) for i, src, t, sub, time, d, err
+                      in zip(events.ids, events.sources, events.types, events.subjects, events.times, events.datas,
+                             events.errors, strict=True)])
     except TypeError:  # integers beyond 64 bits somewhere
-        return _json([(e.id, e.source, e.type, e.subject, e.time, orjson.Fragment(data_json(e.data)), e.ingested_at,
-                       e.validation_error) for e in events])
+        return _json([(i, src, t, sub, time, orjson.Fragment(data_json(d)), at, err) for i, src, t, sub, time, d, err
+                      in zip(events.ids, events.sources, events.types, events.subjects, events.times, events.datas,
+                             events.errors, strict=True)])
 
 
 def _minute_rows(deltas: Sequence[MinuteDelta]) -> str:
@@ -210,7 +246,7 @@ def _value_rows(values: Sequence[MinuteValue]) -> str:
     return _json([(v.meter_id, v.subject, v.group_key, v.minute, v.value) for v in values])
 
 
-async def _pg_store_batch(session: AsyncSession, events: Sequence[Event], deltas: Sequence[MinuteDelta],
+async def _pg_store_batch(session: AsyncSession, events: NewEvents, deltas: Sequence[MinuteDelta],
                           values: Sequence[MinuteValue]) -> set[tuple[str, str]] | None:
     conn = await _driver(session)
     async with conn.cursor() as cur:
