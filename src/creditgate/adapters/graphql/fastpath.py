@@ -48,12 +48,12 @@ from creditgate.adapters.graphql.labels import bounded
 from creditgate.adapters.graphql.limits import MAX_EVENTS, MAX_LIST, MAX_TOKENS, RULES
 from creditgate.adapters.graphql.meters import CloudEventInput, _event_from_input
 from creditgate.adapters.graphql.schema import schema
+from creditgate.records import EventInput
 from creditgate.services import events as event_svc
 from creditgate.services import tokens as token_svc
 from creditgate.services import values as svc
 from creditgate.services.auth import Principal
 from creditgate.services.runtime import Runtime
-from creditgate.timefmt import parse_rfc3339
 
 # root field -> (argument -> kind, leaf fields of the result, result type name)
 STR, AT, CHECKS, EVENTS = "str", "at", "checks", "events"
@@ -163,9 +163,8 @@ def _arguments(plan: Plan, variables: Mapping[str, Any]) -> dict[str, Any]:
         if kind == CHECKS:
             value = _objects(value, CHECK_STRINGS, CHECK_KEYS)
         if kind == EVENTS:
-            if is_var:
-                value = [_coerced_event(e) for e in _objects(value, EVENT_STRINGS, EVENT_KEYS, MAX_EVENTS)]
-            value = [_event_from_input(CloudEventInput, e, None) for e in value]  # the full path's records
+            # a literal was coerced with the document: the full path's records from it
+            value = _events(value) if is_var else [_event_from_input(CloudEventInput, e, None) for e in value]
         out[name] = value
     return out
 
@@ -187,18 +186,26 @@ def _objects(value: Any, strings: tuple[str, ...], keys: frozenset[str], limit: 
     return value
 
 
-def _coerced_event(item: dict[str, Any]) -> dict[str, Any]:
-    """A CloudEventInput as GraphQL's coercion gives it (after _objects): the optional fields
-    with their defaults, `time` parsed by the DateTime scalar; Fallback where it would refuse."""
-    spec, time = item.get("specversion", "1.0"), item.get("time")
-    if spec is not None and not isinstance(spec, str):
+def _events(value: Any) -> list[EventInput]:
+    """An ingestEvents variable as the service's records, in one pass: what _objects accepts for
+    CloudEventInput, `specversion` a string or null (absent: "1.0"), `time` a string or null. The
+    time is parsed by the service with the DateTime scalar's own reader (timefmt.parse_rfc3339), so
+    a time it refuses fails the ingest before anything is stored and the full path answers."""
+    if not isinstance(value, list) or len(value) > MAX_EVENTS:
         raise Fallback
-    if time is not None:
-        try:
-            time = parse_rfc3339(time)
-        except ValueError:
-            raise Fallback from None
-    return {**item, "specversion": spec, "time": time, "data": item.get("data")}  # data: JSON, any value
+    keys, out = EVENT_KEYS, []
+    for item in value:
+        if not isinstance(item, dict) or not item.keys() <= keys:
+            raise Fallback
+        event_id, source, type_, subject = item.get("id"), item.get("source"), item.get("type"), item.get("subject")
+        spec, time = item.get("specversion", "1.0"), item.get("time")
+        if type(event_id) is not str or type(source) is not str or type(type_) is not str \
+                or type(subject) is not str or (spec is not None and type(spec) is not str) \
+                or (time is not None and type(time) is not str):
+            raise Fallback
+        out.append(EventInput(id=event_id, source=source, type=type_, subject=subject, specversion=spec, time=time,
+                              data=item.get("data")))
+    return out
 
 
 def _num(x: Decimal | None) -> float | None:
