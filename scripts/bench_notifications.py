@@ -42,6 +42,7 @@ from creditgate.services.runtime import Runtime
 
 BATCH = 1000
 SUBJECTS = 100
+NO_WORKER = False  # --no-worker: only what ingest itself pays (the pending marks), nothing evaluated
 
 
 class Receiver:
@@ -112,7 +113,8 @@ async def run(url: str, batches: int, rounds: int, crossings: int) -> None:
     rt = Runtime(settings=settings, db=db)
     receiver = Receiver()
     worker = notification_worker(rt)
-    worker.start()
+    if not NO_WORKER:
+        worker.start()
     try:
         await meters.create_meter(rt, "tokens", "prompt", "SUM", value_property="$.tokens")
         await features.create_feature(rt, "ai", "ai", meter_slug="tokens")
@@ -126,21 +128,25 @@ async def run(url: str, batches: int, rounds: int, crossings: int) -> None:
         channel = await notify.create_channel(rt, "bench", receiver.url)
         rule = await notify.create_rule(rt, "every feature", [notify.ThresholdInput(80, "PERCENT")], [channel.id],
                                         disabled=True)
-        await drained(rt)
+        if not NO_WORKER:
+            await drained(rt)
         best: dict[bool, float] = {False: 0.0, True: 0.0}
         for r in range(rounds):
             for with_rule in (False, True):
                 await notify.update_rule(rt, rule.id, "every feature", [notify.ThresholdInput(80, "PERCENT")],
                                          [channel.id], disabled=not with_rule)
-                await drained(rt)
+                if not NO_WORKER:
+                    await drained(rt)
                 rate = await ingest_rate(rt, f"r{r}{int(with_rule)}", batches)
-                lag = await drained(rt)
+                lag = 0.0 if NO_WORKER else await drained(rt)
                 best[with_rule] = max(best[with_rule], rate)
                 print(f"  round {r + 1}, {'with' if with_rule else 'no  '} rule: {rate:9,.0f} events/s"
                       f"{f'   (evaluation caught up {lag:.2f} s after the last batch)' if with_rule else ''}")
         print(f"  ingest, best of {rounds}: no rule {best[False]:,.0f}/s, rule on every feature {best[True]:,.0f}/s,"
               f" ratio {best[True] / best[False]:.2f} (target >= 0.80)")
 
+        if NO_WORKER:
+            return
         # latency: fresh subjects crossing NUMBER 50
         await notify.update_rule(rt, rule.id, "every feature", [notify.ThresholdInput(50, "NUMBER")],
                                  [channel.id], disabled=False)
@@ -166,7 +172,8 @@ async def run(url: str, batches: int, rounds: int, crossings: int) -> None:
         print(f"  write -> webhook over {crossings} crossings: p50 {statistics.median(waits) * 1000:.0f} ms, "
               f"p99 {p99 * 1000:.0f} ms, max {waits[-1] * 1000:.0f} ms (target p99 < 2000 ms)")
     finally:
-        await worker.stop()
+        if not NO_WORKER:
+            await worker.stop()
         receiver.close()
         await db.close()
 
@@ -178,7 +185,10 @@ def main() -> None:
     ap.add_argument("--crossings", type=int, default=100)
     ap.add_argument("--backend", choices=("both", "pg", "sqlite"), default="both")
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--no-worker", action="store_true", help="ingest only: the worker does not run")
     args = ap.parse_args()
+    global NO_WORKER
+    NO_WORKER = args.no_worker
     if args.backend in ("both", "pg"):
         name = f"creditgate_bench_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(args.pg, autocommit=True) as conn:

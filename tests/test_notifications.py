@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from creditgate import metrics
 from creditgate.adapters.webhooks import HttpSender
 from creditgate.domain.errors import BadInput, Conflict, NotFound
 from creditgate.records import DeliveryState, NotificationChannel, NotificationEvent, ThresholdType
@@ -281,12 +282,16 @@ async def test_disabled_rules_and_channels_create_and_send_nothing(gql: GQL, rt:
 
 async def test_receiver_down_then_up_retries_with_the_same_id(gql: GQL, rt: Runtime, clock: Clock,
                                                               receiver: Receiver, sender: HttpSender) -> None:
+    attempts = {o: metrics.webhook_attempts.labels(o) for o in ("success", "retry", "failed")}
+    before = {o: c._value.get() for o, c in attempts.items()}
+    created = metrics.notification_events._value.get()
     await seed(gql)
     ch = await channel(rt, receiver)
     await rule(rt, [ch], ("NUMBER", 10))
     await events(gql, "acme", (T0, 20))
     await evaluate(rt)
     [ev] = await all_events(rt)
+    assert metrics.notification_events._value.get() == created + 1
     receiver.stop()  # connection refused
     assert await deliver(rt, sender) == 1
     down = await svc.get_event(rt, ev.id)
@@ -311,6 +316,7 @@ async def test_receiver_down_then_up_retries_with_the_same_id(gql: GQL, rt: Runt
     done = await svc.get_event(rt, ev.id)
     assert done is not None
     assert (done.deliveries[0].state, done.deliveries[0].attempts) == (DeliveryState.SUCCESS, 3)
+    assert {o: c._value.get() - before[o] for o, c in attempts.items()} == {"success": 1, "retry": 2, "failed": 0}
 
 
 async def test_gone_fails_at_once_and_retries_end_after_a_day(gql: GQL, rt: Runtime, clock: Clock,

@@ -69,6 +69,11 @@ change_signals = Counter("creditgate_change_signals", "Change signals received b
 ws_closed = Counter("creditgate_ws_closed", "WebSocket connections closed by the server, by reason (refused: "
                     "bad credentials at connection_init; expired: the token expired or was invalidated; "
                     "slow: the client did not read).", ["reason"])
+notification_events = Counter("creditgate_notification_events", "Notification events created by rule "
+                              "evaluation (balance thresholds reached; test events not counted).")
+webhook_attempts = Counter("creditgate_webhook_attempts", "Webhook delivery attempts, by outcome (success: "
+                           "2xx; retry: failed, another attempt is scheduled; failed: given up or 410 Gone).",
+                           ["outcome"])
 
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
@@ -143,3 +148,12 @@ def count_signal(source: str) -> None:
 
 def count_ws_closed(reason: str) -> None:
     _child(ws_closed, reason).inc()
+
+
+def count_notification_events(n: int) -> None:
+    if n:
+        notification_events.inc(n)
+
+
+def count_attempt(outcome: str) -> None:
+    _child(webhook_attempts, outcome).inc()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from creditgate import metrics
 from creditgate.adapters.sql import entitlements as ent_repo
 from creditgate.adapters.sql import notifications as repo
 from creditgate.adapters.sql import subjects as subject_repo
@@ -101,62 +102,95 @@ async def _values_now(s: Session, ents: Sequence[Entitlement], now: datetime) ->
 
 
 async def evaluate_due(rt: Runtime, limit: int = BATCH) -> int:
-    """Evaluate the subjects due now (at most `limit`); returns how many were evaluated."""
+    """Evaluate the subjects due now (at most `limit`, together: one value computation and one write for the
+    batch); returns how many were evaluated."""
     now = rt.now()
     async with rt.db.transaction() as s:
         claimed = await repo.claim_pending(s, now, now + CLAIM_LEASE, limit)
     if not claimed:
         return 0
-    async with rt.db.read() as s:
-        rules = await repo.enabled_rules(s)
-        channels = await repo.channels_by_ids(s, {c for r in rules for c in r.channel_ids})
-        ents = await ent_repo.list_entitlements(s, None, None, False, now, None, 0,
-                                                subjects=[c[0] for c in claimed])
-    live = {cid: ch for cid, ch in channels.items() if ch.deleted_at is None and not ch.disabled}
-    rules = [r for r in rules if any(c in live for c in r.channel_ids)]
-    by_subject: dict[str, list[Entitlement]] = {}
-    for e in ents:
-        if e.type == EntitlementType.METERED and e.visible_at(now) and any(_covers(r, e) for r in rules):
-            by_subject.setdefault(e.subject_key, []).append(e)
-    for subject, version in claimed:
-        try:
-            await _evaluate_subject(rt, subject, version, by_subject.get(subject, []), rules, live, now)
-        except Exception:
-            log.exception("evaluating notifications of subject %r failed; retried later", subject)
+    try:
+        async with rt.db.read() as s:
+            rules, channels, ents = await _scope(s, [c[0] for c in claimed], now)
+            plans, until = await _plan(s, ents, rules, channels, now)
+        async with rt.db.transaction() as s:
+            for event, marks, targets in plans:
+                await repo.insert_event(s, event, marks, targets, now)
+            await repo.finish_pending_many(s, claimed, until)
+        metrics.count_notification_events(len(plans))
+    except Exception:  # e.g. a mark stored meanwhile by an evaluator whose claim had ended: one at a time
+        log.warning("evaluating a batch of %d subjects failed; evaluating them one by one", len(claimed),
+                    exc_info=True)
+        for subject, version in claimed:
+            try:
+                await _evaluate_subject(rt, subject, version, now)
+            except Exception:
+                log.exception("evaluating notifications of subject %r failed; retried later", subject)
     return len(claimed)
 
 
-async def _evaluate_subject(rt: Runtime, subject: str, version: int, ents: list[Entitlement],
-                            rules: list[NotificationRule], channels: dict[str, NotificationChannel],
-                            now: datetime) -> None:
+async def _scope(s: Session, subjects: Sequence[str], now: datetime
+                 ) -> tuple[list[NotificationRule], dict[str, NotificationChannel], list[Entitlement]]:
+    """The enabled rules with an enabled channel, those channels, and the subjects' live metered entitlements
+    that some of these rules cover."""
+    rules = await repo.enabled_rules(s)
+    channels = await repo.channels_by_ids(s, {c for r in rules for c in r.channel_ids})
+    live = {cid: ch for cid, ch in channels.items() if ch.deleted_at is None and not ch.disabled}
+    rules = [r for r in rules if any(c in live for c in r.channel_ids)]
+    ents = [e for e in await ent_repo.list_entitlements(s, None, None, False, now, None, 0, subjects=subjects,
+                                                         types=[EntitlementType.METERED.value])
+            if e.visible_at(now) and any(_covers(r, e) for r in rules)] if rules else []
+    return rules, live, ents
+
+
+Plan = tuple[NotificationEvent, list[tuple[str, bool]], list[str]]  # event, its marks, its channels
+
+
+async def _plan(s: Session, ents: list[Entitlement], rules: list[NotificationRule],
+                channels: dict[str, NotificationChannel], now: datetime
+                ) -> tuple[list[Plan], dict[str, datetime | None]]:
+    """The events to create (§11.4) and, per subject, the next instant its values change with no write."""
+    until: dict[str, datetime | None] = {}
+    if not ents:
+        return [], until
+    values = await _values_now(s, ents, now)
+    done = await repo.marked(s, [(r.id, v.bundle.ent.id, v.period_start) for v in values for r in rules
+                                 if _covers(r, v.bundle.ent)])
+    subjects: dict[str, Subject] = {}
+    plans: list[Plan] = []
+    for v in values:
+        ent = v.bundle.ent
+        known = until.get(ent.subject_key)
+        if v.until is not None and (known is None or v.until < known):
+            until[ent.subject_key] = v.until
+        for rule in rules:
+            if not _covers(rule, ent):
+                continue
+            seen = {lv for lv in map(_level, rule.thresholds)
+                    if (rule.id, ent.id, v.period_start, repo.threshold_key(_threshold(lv))) in done}
+            total = th.total_of(v.value.balance, v.value.usage, v.value.overage)
+            found = th.newly_reached([_level(t) for t in rule.thresholds], v.value.usage, total, seen)
+            if found is None:
+                continue
+            top, passed = found
+            if ent.subject_key not in subjects:
+                subjects[ent.subject_key] = await _subject(s, ent.subject_key, now)
+            event = _event(rule, v, subjects[ent.subject_key], _threshold(top), now, {})
+            marks = [(repo.threshold_key(_threshold(top)), False),
+                     *((repo.threshold_key(_threshold(lv)), True) for lv in passed)]
+            plans.append((event, marks, [c for c in rule.channel_ids if c in channels]))
+    return plans, until
+
+
+async def _evaluate_subject(rt: Runtime, subject: str, version: int, now: datetime) -> None:
+    """One subject in its own transaction (a mark already stored fails only this subject)."""
     async with rt.db.transaction() as s:
-        until: datetime | None = None
-        if ents:
-            values = await _values_now(s, ents, now)
-            keys = [(r.id, v.bundle.ent.id, v.period_start) for v in values for r in rules if _covers(r, v.bundle.ent)]
-            done = await repo.marked(s, keys)
-            subject_rec: Subject | None = None
-            for v in values:
-                if v.until is not None and (until is None or v.until < until):
-                    until = v.until
-                for rule in rules:
-                    if not _covers(rule, v.bundle.ent):
-                        continue
-                    ent = v.bundle.ent
-                    seen = {lv for lv in map(_level, rule.thresholds)
-                            if (rule.id, ent.id, v.period_start, repo.threshold_key(_threshold(lv))) in done}
-                    total = th.total_of(v.value.balance, v.value.usage, v.value.overage)
-                    found = th.newly_reached([_level(t) for t in rule.thresholds], v.value.usage, total, seen)
-                    if found is None:
-                        continue
-                    top, passed = found
-                    if subject_rec is None:
-                        subject_rec = await _subject(s, subject, now)
-                    event = _event(rule, v, subject_rec, _threshold(top), now, {})
-                    marks = [(repo.threshold_key(_threshold(top)), False),
-                             *((repo.threshold_key(_threshold(lv)), True) for lv in passed)]
-                    await repo.insert_event(s, event, marks, [c for c in rule.channel_ids if c in channels], now)
-        await repo.finish_pending(s, subject, version, until)
+        rules, channels, ents = await _scope(s, [subject], now)
+        plans, until = await _plan(s, ents, rules, channels, now)
+        for event, marks, targets in plans:
+            await repo.insert_event(s, event, marks, targets, now)
+        await repo.finish_pending(s, subject, version, until.get(subject))
+    metrics.count_notification_events(len(plans))
 
 
 async def _subject(s: Session, key: str, now: datetime) -> Subject:

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import orjson
 
+from creditgate import metrics
 from creditgate.adapters.sql import notifications as repo
 from creditgate.domain import thresholds as th
 from creditgate.records import DeliveryState, DeliveryStatus, NotificationChannel, NotificationEvent
@@ -141,7 +142,10 @@ async def attempt(rt: Runtime, sender: Sender, schedule: Schedule, claimed: Deli
         state, error, nxt = outcome(claimed, answer, rt.now(), schedule)
     async with rt.db.transaction() as s:
         kept = await repo.finish_attempt(s, claimed, state, error, nxt, rt.now())
-    if not kept:
+    if kept:
+        metrics.count_attempt("success" if state == DeliveryState.SUCCESS
+                              else "retry" if state == DeliveryState.PENDING else "failed")
+    else:
         log.warning("delivery of event %s to channel %s: the claim ended before the attempt did",
                     claimed.event_id, claimed.channel_id)
 
