@@ -21,7 +21,10 @@ process discards what that call read and becomes dirty: it bumps the epoch befor
 again (RedisCache: a dirty process serves misses until a bump lands). Every process notices on its own
 first call after the change, since its old connections or slot map fail or are redirected. While a
 master is down, calls that touch it fail like a single Redis going down: misses, answers from the
-database, failed invalidations make the process dirty.
+database, failed invalidations make the process dirty. An invalidation is tried even while the process
+backs off after a failure (reads are not): the master may be back, or promoted, for other processes
+already, and an invalidation skipped there would let them serve the old entry to a subscription woken
+by the same write.
 """
 
 from __future__ import annotations
@@ -111,8 +114,19 @@ class WatchedCache(RedisCache):
         self._moved()
 
     async def invalidate(self, groups: Iterable[str]) -> None:
+        groups = list(groups)
+        if groups:
+            self._try_now()
         await super().invalidate(groups)
         self._moved()
+
+    def _try_now(self) -> None:
+        """An invalidation is attempted even while backing off. Skipped, it would leave other processes,
+        which may already talk to the promoted master, an old entry to serve until this process's bump
+        lands; a subscription woken by the write's change signal would read it and stay on the old value
+        (docs/semantics.md §8.4, §10.3). A failed attempt backs off again (reads keep going to the
+        database) and leaves the process dirty, as before."""
+        self._retry_at = min(self._retry_at, self._clock())
 
 
 class ClusterCache(WatchedCache):
@@ -233,11 +247,10 @@ class ClusterCache(WatchedCache):
         names = {self._gen_key(g): nonce() for g in groups}
         if not names:
             return
-        if not self._reachable():
-            self._mark_dirty()
-            return
+        self._try_now()
         if self._dirty:  # a bump hides every group
             await self._bump()
+            self._moved()
             return
         try:
             await self.cluster.mset_nonatomic(names)
