@@ -18,6 +18,7 @@ import pytest
 from creditgate.adapters.cache import ValueCache, open_cache
 from creditgate.adapters.cache.redis_replicated import ClusterCache, WatchedCache, open_redis
 from creditgate.adapters.cache.redis_topology import RedisTarget, parse_redis_url
+from creditgate.adapters.http.rate_limit import Limiter
 from creditgate.app import create_app
 from creditgate.services.runtime import Runtime
 from tests.conftest import GQL, Backend
@@ -319,3 +320,23 @@ async def test_master_killed_mid_run(topology: str, request: pytest.FixtureReque
     finally:
         setup.restart(node)
         setup.cleanup(backend.redis_prefix)
+
+
+@pytest.mark.parametrize("topology", ["cluster", "sentinel"])
+async def test_rate_limit_buckets_on_the_topology(topology: str, request: pytest.FixtureRequest) -> None:
+    """The per-token buckets (adapters/http/rate_limit.py) run their one-key script on the value cache's
+    client: shared by two processes on a cluster or Sentinel, with keys under the namespace."""
+    setup: Cluster | SentinelSetup = request.getfixturevalue(f"redis_{topology}")
+    prefix = unique_prefix()
+    a, b = open_redis(setup.url, prefix, installation=INST), open_redis(setup.url, prefix, installation=INST)
+    try:
+        la, lb = (Limiter(1.0, 3, cache.client, cache.namespace) for cache in (a, b))
+        assert [await la.take("tok"), await lb.take("tok"), await la.take("tok")] == [0, 0, 0]
+        assert await lb.take("tok") > 0  # the fourth request, on the other process: the burst is shared
+        assert await la.take("other") == 0
+        with contextlib.closing(setup.client() if isinstance(setup, Cluster) else setup.master().client()) as plain:
+            assert plain.exists(a.namespace + "rl:tok") == 1
+    finally:
+        await a.close()
+        await b.close()
+        setup.cleanup(prefix)
