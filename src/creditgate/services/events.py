@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ from creditgate import metrics
 from creditgate.adapters.sql import events as repo
 from creditgate.adapters.sql import meters as meter_repo
 from creditgate.adapters.sql.events import MinuteDelta, MinuteValue, NewEvents
-from creditgate.amounts import LIMIT, SCALE, fit_stored
+from creditgate.amounts import LIMIT, PRECISION, SCALE, fit_stored
 from creditgate.domain import floor_m
 from creditgate.domain.errors import BadInput
 from creditgate.records import Aggregation, Event, EventInput, IngestResult, Meter
@@ -214,31 +214,45 @@ def numeric_value(raw: Any) -> Decimal:
 _LIMIT_INT = int(LIMIT)
 _LIMIT_FLOAT = float(LIMIT)  # 1e26 is a float exactly as repr writes it, so the bounds agree
 
-# What one event adds to one meter: (meter id, group key, groups, numeric value, UNIQUE_COUNT text).
-_Contribution = tuple[str, str, dict[str, str | None], Decimal | None, str | None]
-_Groups = tuple[str, dict[str, str | None]]
+_Groups = tuple[str, dict[str, str | None]]  # the canonical group key (JSON, sorted names) and the groups
 _NO_GROUPS: _Groups = ("{}", {})
+_HASHABLE = frozenset({int, float, str})
+
+
+@dataclass(slots=True)
+class _Fed:
+    """What the events of one type give one of its meters, column by column (`at`: the events'
+    positions in the batch): their groups and values (Decimal; text for UNIQUE_COUNT; None for COUNT)."""
+
+    meter_id: str
+    unique: bool
+    at: list[int]
+    groups: list[_Groups]
+    values: list[Decimal | str | None]
 
 
 class _Feeder:
-    """Reads the meters of a batch's event types; caches what equal inputs give within the batch."""
+    """Reads the meters of a batch's event types, one meter over all the events of its type at a
+    time; caches what equal inputs give within the batch."""
 
     def __init__(self, readers: dict[str, list[_MeterReader]]) -> None:
         self.readers = readers
-        self.groups: dict[tuple[str, tuple[str | None, ...]], _Groups] = {}
+        self.group_cache: dict[tuple[str, tuple[str | None, ...]], _Groups] = {}
         self.numbers: dict[tuple[type, Any], Decimal | str] = {}  # raw value -> Decimal, or why it is unusable
 
-    def group_key(self, reader: _MeterReader, data: dict[str, Any]) -> _Groups:
-        """The canonical group key (JSON, sorted names) and the groups, shared by equal groups."""
+    def groups(self, reader: _MeterReader, datas: list[dict[str, Any]]) -> list[_Groups]:
         if not reader.groups:
-            return _NO_GROUPS
-        texts = tuple([as_text(get(data)) for _, get in reader.groups])
-        key = (reader.meter.id, texts)
-        found = self.groups.get(key)
-        if found is None:
-            groups = {name: text for (name, _), text in zip(reader.groups, texts, strict=True)}
-            found = self.groups[key] = (orjson.dumps(groups, option=orjson.OPT_SORT_KEYS).decode(), groups)
-        return found
+            return [_NO_GROUPS] * len(datas)
+        cache, meter_id, getters = self.group_cache, reader.meter.id, reader.groups
+        out: list[_Groups] = []
+        for data in datas:
+            texts = tuple([as_text(get(data)) for _, get in getters])
+            found = cache.get((meter_id, texts))
+            if found is None:
+                groups = {name: text for (name, _), text in zip(getters, texts, strict=True)}
+                found = cache[(meter_id, texts)] = (orjson.dumps(groups, option=orjson.OPT_SORT_KEYS).decode(), groups)
+            out.append(found)
+        return out
 
     def number(self, raw: Any) -> Decimal | str:
         key = (type(raw), raw) if type(raw) in _HASHABLE else None
@@ -252,75 +266,94 @@ class _Feeder:
                 self.numbers[key] = found
         return found
 
-    def contribute(self, reader: _MeterReader, data: dict[str, Any]) -> _Contribution | str:
-        """What one event adds to one meter, or why its value is unusable."""
+    def values(self, reader: _MeterReader, at: list[int], datas: list[dict[str, Any]],
+               problems: dict[int, list[str]]) -> list[Decimal | str | None]:
+        """Each event's value for the meter; why it is unusable goes to `problems` (§1.7)."""
+        get = reader.value
+        if get is None:
+            return [None] * len(datas)
         meter = reader.meter
-        group_key, groups = self.group_key(reader, data)
-        if reader.value is None:
-            return (meter.id, group_key, groups, None, None)
-        raw = reader.value(data)
-        if raw is None or is_missing(raw):
-            return f"meter {meter.slug}: value {meter.value_property} is missing or null"
-        if reader.unique:
-            if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-                return f"meter {meter.slug}: value {meter.value_property} must be a string or number"
-            return (meter.id, group_key, groups, None, as_text(raw))
-        value = self.number(raw)
-        if type(value) is str:
-            return f"meter {meter.slug}: value {meter.value_property} {value}"
-        return (meter.id, group_key, groups, value, None)  # type: ignore[return-value]
-
-    def feed(self, batch: NewEvents) -> tuple[list[tuple[_Contribution, ...]], list[str | None]]:
-        """Each event's contributions and validation error: an event whose value is unusable for any
-        meter of its type counts toward none of them (§1.7)."""
-        contributions: list[tuple[_Contribution, ...]] = []
-        errors: list[str | None] = []
-        readers, contribute = self.readers, self.contribute
-        for type_, data in zip(batch.types, batch.datas, strict=True):
-            mine = readers.get(type_)
-            if not mine:
-                contributions.append(())
-                errors.append(None)
-                continue
-            got = [contribute(r, data) for r in mine]
-            problems = [g for g in got if isinstance(g, str)]
-            if problems:
-                contributions.append(())
-                errors.append("; ".join(problems))
+        out: list[Decimal | str | None] = []
+        for j, data in zip(at, datas, strict=True):
+            raw = get(data)
+            value: Decimal | str | None
+            if raw is None or is_missing(raw):
+                problems.setdefault(j, []).append(
+                    f"meter {meter.slug}: value {meter.value_property} is missing or null")
+                value = None
+            elif reader.unique:
+                if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+                    problems.setdefault(j, []).append(
+                        f"meter {meter.slug}: value {meter.value_property} must be a string or number")
+                    value = None
+                else:
+                    value = as_text(raw)
             else:
-                contributions.append(tuple(got))  # type: ignore[arg-type]
-                errors.append(None)
-        return contributions, errors
+                value = self.number(raw)
+                if type(value) is str:
+                    problems.setdefault(j, []).append(f"meter {meter.slug}: value {meter.value_property} {value}")
+                    value = None
+            out.append(value)
+        return out
+
+    def feed(self, batch: NewEvents) -> tuple[list[_Fed], list[str | None]]:
+        """What each meter gets, and each event's validation error: an event whose value is unusable
+        for any meter of its type counts toward none of them (§1.7)."""
+        types, datas = batch.types, batch.datas
+        if len(set(types)) == 1:  # the usual batch: one type
+            by_type = {types[0]: list(range(len(types)))}
+        else:
+            by_type = {}
+            for j, t in enumerate(types):
+                by_type.setdefault(t, []).append(j)
+        fed: list[_Fed] = []
+        problems: dict[int, list[str]] = {}
+        for type_, at in by_type.items():
+            readers = self.readers.get(type_)
+            if not readers:
+                continue
+            mine = datas if len(at) == len(datas) else [datas[j] for j in at]
+            for reader in readers:  # in meter order, so that the problems of an event are listed in that order
+                fed.append(_Fed(reader.meter.id, reader.unique, at, self.groups(reader, mine),
+                                self.values(reader, at, mine, problems)))
+        errors: list[str | None] = [None] * len(types)
+        for j, found in problems.items():
+            errors[j] = "; ".join(found)
+        return fed, errors
 
 
-_HASHABLE = frozenset({int, float, str})
-
-
-def _aggregate(subjects: Sequence[str], minutes: Sequence[datetime],
-               contributions: Sequence[tuple[_Contribution, ...]]) -> tuple[list[MinuteDelta], list[MinuteValue]]:
+def _aggregate(fed: Sequence[_Fed], subjects: Sequence[str], minutes: Sequence[datetime],
+               counts_toward: Sequence[bool]) -> tuple[list[MinuteDelta], list[MinuteValue]]:
+    """Per (meter, subject, group, minute): count, exact sum, min, max, and the distinct texts, over
+    the events that count toward their meters (`counts_toward`, by position in the batch)."""
     counts: dict[tuple[str, str, str, datetime], int] = {}
     numbers: dict[tuple[str, str, str, datetime], list[Decimal]] = {}
     groups_of: dict[tuple[str, str, str, datetime], dict[str, str | None]] = {}
     texts: dict[tuple[str, str, str, datetime, str], dict[str, str | None]] = {}
-    for subject, minute, mine in zip(subjects, minutes, contributions, strict=True):
-        for meter_id, group_key, groups, value, text in mine:
-            key = (meter_id, subject, group_key, minute)
+    for f in fed:
+        meter_id, numeric = f.meter_id, not f.unique
+        for j, (group_key, groups), value in zip(f.at, f.groups, f.values, strict=True):
+            if not counts_toward[j]:
+                continue
+            key = (meter_id, subjects[j], group_key, minutes[j])
             n = counts.get(key)
             if n is None:
                 counts[key] = 1
                 groups_of[key] = groups
-                numbers[key] = [value] if value is not None else []
+                numbers[key] = [value] if value is not None and numeric else []  # type: ignore[list-item]
             else:
                 counts[key] = n + 1
-                if value is not None:
-                    numbers[key].append(value)
-            if text is not None:
-                texts.setdefault((*key, text), groups)
+                if value is not None and numeric:
+                    numbers[key].append(value)  # type: ignore[arg-type]
+            if value is not None and not numeric:
+                texts.setdefault((*key, value), groups)  # type: ignore[arg-type]
     deltas: list[MinuteDelta] = []
-    for key, count in counts.items():
-        values = numbers[key]
-        deltas.append(MinuteDelta(*key, groups_of[key], sum(values, _ZERO), count,
-                                  float(min(values)) if values else None, float(max(values)) if values else None))
+    with localcontext() as ctx:
+        ctx.prec = 2 * PRECISION  # exact: the sums of a batch fit well within this
+        for key, count in counts.items():
+            values = numbers[key]
+            deltas.append(MinuteDelta(*key, groups_of[key], sum(values, _ZERO), count,
+                                      float(min(values)) if values else None, float(max(values)) if values else None))
     return deltas, [MinuteValue(*key, groups) for key, groups in texts.items()]
 
 
@@ -351,16 +384,18 @@ async def ingest_events(rt: Runtime, events: Sequence[EventInput]) -> IngestResu
     minutes = [floor_m(t) for t in batch.times]
     async with rt.db.transaction() as s:
         feeder = _Feeder(_readers(await meter_repo.meters_for_types(s, sorted(set(batch.types)))))
-        contributions, batch.errors = feeder.feed(batch)
+        fed, batch.errors = feeder.feed(batch)
+        valid = [e is None for e in batch.errors]
         # Aggregated as if every event is new: the usual case, stored in one go.
-        deltas, values = _aggregate(batch.subjects, minutes, contributions)
+        deltas, values = _aggregate(fed, batch.subjects, minutes, valid)
         known = await repo.store_batch(s, batch, deltas, values)
         types, subjects = batch.types, batch.subjects
         if known is not None:  # some were stored before: only the others count
-            new = [j for j, key in enumerate(zip(batch.sources, batch.ids, strict=True)) if key in known]
-            types, subjects = [types[j] for j in new], [subjects[j] for j in new]
-            minutes, contributions = [minutes[j] for j in new], [contributions[j] for j in new]
-            await repo.add_minutes(s, *_aggregate(subjects, minutes, contributions))
+            stored = [key in known for key in zip(batch.sources, batch.ids, strict=True)]
+            await repo.add_minutes(s, *_aggregate(fed, subjects, minutes, [a and b for a, b in zip(valid, stored,
+                                                                                                 strict=True)]))
+            new = [j for j, is_new in enumerate(stored) if is_new]
+            types, subjects, minutes = [types[j] for j in new], [subjects[j] for j in new], [minutes[j] for j in new]
         touches = _touches(types, subjects, minutes)
         # The one place, after the events are stored and in their transaction, for what else a
         # write must record (snapshots dropped, notification evaluations): services/invalidation.py.
