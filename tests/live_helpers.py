@@ -1,4 +1,5 @@
-"""Live servers and a graphql-transport-ws client for the subscription tests (docs/semantics.md §10)."""
+"""Live servers (creditgate in a thread, own event loop, fake clock) for the SDK, browser, import and
+subscription tests, and a graphql-transport-ws client for the subscription tests (docs/semantics.md §10)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import uvicorn
+from openmeter import Client
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -24,12 +27,32 @@ from creditgate.adapters.sql.db import Database
 from creditgate.app import create_app
 from creditgate.services import live
 from creditgate.services.runtime import Runtime
-from tests.conftest import Backend, Clock, make_settings
-from tests.rest.conftest import API_KEY, START, ReadyServer, _free_port
+from tests.conftest import Backend, Clock, installation_of, make_settings
 
+API_KEY = "test-api-key"
+START = datetime(2024, 1, 15, 12, 0, 30, tzinfo=UTC)
 SUBSCRIBE = """subscription($s: String!, $f: [String!]) { entitlementValues(subjectKey: $s, featureKeys: $f) {
   subjectKey featureKey entitlementId asOf cause value { hasAccess balance usage overage config } } }"""
 WAIT = 15.0  # seconds a test waits for a message before failing (never a timing assertion)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class ReadyServer(uvicorn.Server):
+    """Signals the test thread once it listens."""
+
+    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
+        super().__init__(config)
+        self.ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
 
 
 @dataclass
@@ -39,6 +62,11 @@ class LiveServer:
     runtime: Runtime
     loop: asyncio.AbstractEventLoop
     bus: Any = None
+
+    def client(self, token: str | None = API_KEY, **kwargs: Any) -> Client:
+        """An OpenMeter SDK client (with the API key unless another token, or None, is given)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return Client(endpoint=self.url, headers=headers, retry_total=0, **kwargs)
 
     @property
     def ws_url(self) -> str:
@@ -58,20 +86,23 @@ class LiveServer:
 @contextlib.contextmanager
 def live_server(backend: Backend, *, clock: Clock | None = None, signals_redis: str | None = None,
                 **overrides: Any) -> Iterator[LiveServer]:
-    """creditgate in a thread (own event loop) on the test database; with `signals_redis`, the change
-    signal rides that Redis (the value cache too), as a `serve` process does."""
+    """creditgate on a free port of 127.0.0.1 in a thread (own event loop), with the API key, on the test
+    database (or `database_url=` another one). With `signals_redis`, the change signal rides that Redis (the
+    value cache too), as a `serve` process does. Other keywords override settings (make_settings)."""
     clock = clock or Clock(START)
-    port = _free_port()
+    port = free_port()
     ready = threading.Event()
     holder: dict[str, Any] = {}
     if signals_redis is not None:
         overrides["redis_url"] = signals_redis
+    settings = make_settings(backend, **{"api_keys": API_KEY, **overrides})
+    url = settings.database_url
+    installation = backend.installation if url == backend.database_url else installation_of(url)
 
     async def main() -> None:
-        db = Database(backend.database_url)
-        settings = make_settings(backend, api_keys=API_KEY, **overrides)
-        runtime = Runtime(settings=settings, db=db, cache=open_cache(settings, backend.installation), clock=clock)
-        bus = open_signals(settings, backend.installation) if signals_redis is not None else None
+        db = Database(url)
+        runtime = Runtime(settings=settings, db=db, cache=open_cache(settings, installation), clock=clock)
+        bus = open_signals(settings, installation) if signals_redis is not None else None
         if bus is not None:
             runtime.changes.attach(bus)
         holder["runtime"], holder["loop"], holder["bus"] = runtime, asyncio.get_running_loop(), bus
@@ -91,6 +122,7 @@ def live_server(backend: Backend, *, clock: Clock | None = None, signals_redis: 
     thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
     thread.start()
     assert ready.wait(30), "server did not start"
+    assert "runtime" in holder, "server did not start"
     try:
         yield LiveServer(f"http://127.0.0.1:{port}", clock, holder["runtime"], holder["loop"], holder["bus"])
     finally:
@@ -190,7 +222,7 @@ class OwnRedis:
 
     def __init__(self) -> None:
         self.binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

@@ -20,8 +20,7 @@ from creditgate.services import live
 from creditgate.services.runtime import Runtime
 from tests.conftest import GQL, Backend
 from tests.ent_helpers import CREATE_ENT, events, feature, grant, meter, metered
-from tests.live_helpers import SUBSCRIBE, WAIT, LiveServer, api, live_server, socket_to
-from tests.rest.conftest import API_KEY, START
+from tests.live_helpers import API_KEY, START, SUBSCRIBE, WAIT, LiveServer, api, live_server, socket_to
 
 MONTH = {"anchor": "2024-01-01T00:00:00Z", "measureUsageFrom": "2024-01-01T00:00:00Z"}
 NO_VALUE = {"hasAccess": False, "balance": None, "usage": None, "overage": None, "config": None}

@@ -18,8 +18,7 @@ import pytest
 from creditgate.services.runtime import Runtime
 from tests.conftest import GQL, REDIS_URL, Backend, _redis_cleanup
 from tests.ent_helpers import events, feature, meter, metered
-from tests.live_helpers import OwnRedis, Socket, api, live_server, socket_to
-from tests.rest.conftest import API_KEY, _free_port
+from tests.live_helpers import API_KEY, OwnRedis, Socket, api, free_port, live_server, socket_to
 from tests.test_subscriptions import seed
 
 TOKENS = "query { entitlementValue(subjectKey: \"acme\", entitlementIdOrFeatureKey: \"ai\") { balance usage } }"
@@ -70,7 +69,7 @@ def _serve(backend: Backend, tmp_path: Path, name: str) -> tuple[subprocess.Pope
            "CREDITGATE_REDIS_URL": backend.redis_url or REDIS_URL, "CREDITGATE_REDIS_PREFIX": backend.redis_prefix,
            "CREDITGATE_API_KEYS": API_KEY, "CREDITGATE_TOKEN_SECRET": "serve-secret",
            "CREDITGATE_ACCESS_LOG": "false"}
-    port = _free_port()
+    port = free_port()
     log = tmp_path / f"{name}.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "creditgate.cli", "serve", "--port", str(port)],

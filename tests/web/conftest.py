@@ -7,7 +7,6 @@ call it and the same page on http://127.0.0.2:<port> may not.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import http.server
 import pathlib
@@ -21,52 +20,15 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright
 
-from creditgate.adapters.cache import open_cache
-from creditgate.adapters.sql.db import Database
-from creditgate.app import create_app
 from creditgate.services.runtime import Runtime
-from tests.conftest import GQL, Backend, Clock, make_settings
-from tests.rest.conftest import API_KEY, START, ReadyServer, Server, _free_port
+from tests.conftest import GQL, Backend
+from tests.live_helpers import API_KEY, START, live_server
+from tests.rest.conftest import Server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CORS_ORIGINS = "http://localhost:*"
-
-
-@contextmanager
-def live_server(backend: Backend, **overrides: Any) -> Iterator[Server]:
-    """creditgate on a free port of 127.0.0.1, sharing the test database of `backend`."""
-    clock = Clock(START)
-    port = _free_port()
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
-
-    async def main() -> None:
-        db = Database(backend.database_url)
-        settings = make_settings(backend, api_keys=API_KEY, **overrides)
-        runtime = Runtime(settings=settings, db=db, cache=open_cache(settings, backend.installation), clock=clock)
-        holder["runtime"] = runtime
-        config = uvicorn.Config(create_app(runtime=runtime), host="127.0.0.1", port=port, log_level="warning",
-                                lifespan="off")
-        holder["server"] = srv = ReadyServer(config, ready)
-        try:
-            await srv.serve()
-        finally:
-            ready.set()
-            if runtime.cache is not None:
-                await runtime.cache.close()
-            await db.close()
-
-    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
-    thread.start()
-    assert ready.wait(30), "server did not start"
-    try:
-        yield Server(f"http://127.0.0.1:{port}", clock, holder["runtime"])
-    finally:
-        holder["server"].should_exit = True
-        thread.join(30)
 
 
 @pytest.fixture(scope="session")

@@ -108,7 +108,10 @@ async def query_meter(rt: Runtime, id_or_slug: str, *, from_: datetime | None = 
                                f"in {window_time_zone}")
         to = to.astimezone(UTC) if to is not None else ceil_window(rt.now(), meter.window_size, tz)
         if from_ is None:
-            earliest = await repo.earliest_minute(s, meter.id)
+            # with windows, `from` only bounds the rows (each window with data starts at or after the first
+            # minute of the subjects asked for), so the earliest of those subjects answers the same rows
+            # without reading the whole meter; without windows, windowStart is `from` itself (the meter's)
+            earliest = await repo.earliest_minute(s, meter.id, subjects if window_size is not None else None)
             if earliest is None or earliest >= to:
                 return []
             from_ = floor_window(earliest, window_size or meter.window_size, tz)

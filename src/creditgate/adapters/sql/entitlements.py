@@ -63,14 +63,15 @@ async def active_for(session: AsyncSession, subject_key: str, feature_id: str) -
 
 
 async def insert_entitlement(session: AsyncSession, e: Entitlement) -> Entitlement:
-    """Insert; a second active entitlement for (subject, feature) is CONFLICT (the partial unique index)."""
+    """Insert the entitlement as given (deleted too: `creditgate import` writes them as the source had them);
+    a second active entitlement for (subject, feature) is CONFLICT (the partial unique index)."""
     row = EntitlementRow(
         id=e.id, type=e.type, subject_key=e.subject_key, feature_id=e.feature_id, feature_key=e.feature_key,
         metadata_=e.metadata, config=e.config, is_soft_limit=e.is_soft_limit,
         usage_period_interval=e.usage_period_interval, usage_period_anchor=e.usage_period_anchor,
         measure_usage_from=e.measure_usage_from, issue_after_reset=e.issue_after_reset,
         issue_after_reset_priority=e.issue_after_reset_priority, created_at=e.created_at,
-        updated_at=e.updated_at, deleted_at=None)
+        updated_at=e.updated_at, deleted_at=e.deleted_at)
     async def conflict() -> Conflict:
         existing = await active_for(session, e.subject_key, e.feature_id)
         return Conflict(f"subject {e.subject_key!r} already has an active entitlement for feature "

@@ -63,9 +63,10 @@ async def live_by_key(session: AsyncSession, key: str) -> Feature | None:
 
 
 async def insert_feature(session: AsyncSession, feature: Feature) -> Feature:
+    """Insert the feature as given (archived too: `creditgate import`); a live key in use is CONFLICT."""
     row = FeatureRow(id=feature.id, key=feature.key, name=feature.name, metadata_=feature.metadata,
                      meter_slug=feature.meter_slug, meter_group_by_filters=feature.meter_group_by_filters,
-                     created_at=feature.created_at, updated_at=feature.updated_at)
+                     archived_at=feature.archived_at, created_at=feature.created_at, updated_at=feature.updated_at)
     async def conflict() -> Conflict:
         existing = await live_by_key(session, feature.key)
         return Conflict(f"feature key {feature.key!r} is in use",

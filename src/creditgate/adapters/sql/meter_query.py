@@ -83,8 +83,14 @@ async def distinct_values(session: AsyncSession, meter_id: str, from_: datetime,
     return out
 
 
-async def earliest_minute(session: AsyncSession, meter_id: str) -> datetime | None:
+async def earliest_minute(session: AsyncSession, meter_id: str,
+                          subjects: Sequence[str] | None = None) -> datetime | None:
+    """The meter's first minute with data, of these subjects only when given: the (meter, subject, minute)
+    index then answers from those subjects' rows alone, where the meter's first minute reads every row of
+    the meter (no index leads with (meter, minute))."""
     stmt = select(func.min(col(M.minute))).where(col(M.meter_id) == meter_id)
+    if subjects is not None:
+        stmt = stmt.where(col(M.subject).in_(list(subjects)))
     value: datetime | None = (await (await session.connection()).execute(stmt)).scalar()
     return value
 
