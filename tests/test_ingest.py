@@ -272,3 +272,31 @@ async def test_nul_characters_and_huge_integers(gql: GQL, rt: Runtime) -> None:
     assert got["ingestEvents"]["accepted"] == 1
     (stored,) = await event_svc.list_events(rt)
     assert stored.data == data
+
+
+async def test_partly_known_batch_of_several_types_counts_only_its_new_valid_events(gql: GQL, rt: Runtime) -> None:
+    """The second store path (some events stored before): groups, UNIQUE_COUNT, COUNT of another type
+    and value errors listed meter by meter, counted from the new events only (§1.3, §1.7)."""
+    await gql.ok(CREATE, input={"slug": "tokens", "eventType": "prompt", "aggregation": "SUM",
+                                "valueProperty": "$.tokens", "groupBy": {"model": "$.model"}})
+    await gql.ok(CREATE, input={"slug": "users", "eventType": "prompt", "aggregation": "UNIQUE_COUNT",
+                                "valueProperty": "$.user"})
+    await gql.ok(CREATE, input={"slug": "calls", "eventType": "call", "aggregation": "COUNT"})
+    first = [ev("p1", data={"tokens": 2, "model": "gpt", "user": "u1"}), ev("c1", type="call")]
+    assert (await gql.ok(INGEST, e=first))["ingestEvents"] == {"accepted": 2, "duplicates": 0}
+    second = [ev("p1", data={"tokens": 100, "model": "gpt", "user": "u9"}),  # known: counts nowhere
+              ev("p2", data={"tokens": 3, "model": "gpt", "user": "u2"}),
+              ev("c1", type="call"), ev("c2", type="call"),
+              ev("p3", data={"tokens": "4.25", "model": "llama", "user": "u1"}),
+              ev("p4", data={"tokens": "x", "model": "gpt"}),  # both meters of its type refuse it
+              ev("p2", data={"tokens": 50, "model": "gpt", "user": "u8"})]  # same batch: the first wins
+    assert (await gql.ok(INGEST, e=second))["ingestEvents"] == {"accepted": 4, "duplicates": 3}
+    assert await total(gql, "tokens", filterGroupBy={"model": "gpt"}) == 5
+    assert await total(gql, "tokens", filterGroupBy={"model": "llama"}) == 4.25
+    assert await total(gql, "users") == 2
+    assert await total(gql, "calls") == 2
+    listed = {e.id: e for e in await event_svc.list_events(rt, limit=100)}
+    assert listed["p4"].validation_error == ("meter tokens: value $.tokens must be a number or a numeric string; "
+                                             "meter users: value $.user is missing or null")
+    assert listed["p2"].data["tokens"] == 3 and listed["p1"].data["tokens"] == 2
+    assert [e.validation_error for e in listed.values() if e.id != "p4"] == [None] * 5
