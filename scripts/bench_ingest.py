@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import os
 import tempfile
 import time
@@ -89,12 +90,19 @@ async def timed(key: str, batches: int, work: Awaitable[None]) -> float:
     return batches * BATCH / wall
 
 
-def make_batch(prefix: str, n: int) -> list[dict[str, Any]]:
+SLOTS = itertools.count()  # each batch made gets the next time slot: no path writes another's minutes
+
+
+def make_batch(prefix: str) -> list[dict[str, Any]]:
     """1000 events of 100 subjects and 2 models.
 
     spread: one event a second over ~17 minutes, so nearly every event makes its own aggregate rows;
     live: all in one minute (as when ingesting as they happen), 200 aggregate rows a batch.
+    Consecutive batches of a path follow each other in time (spread: each overlaps the previous
+    one's minutes); every path starts in minutes of its own.
     """
+    n = next(SLOTS)
+
     def at(i: int) -> datetime:
         return START + (timedelta(seconds=n * 10 + i) if SPREAD else timedelta(minutes=n, milliseconds=i * 50))
 
@@ -109,7 +117,7 @@ def as_inputs(batch: list[dict[str, Any]]) -> list[EventInput]:
 
 
 async def service_path(rt: Runtime, batches: int, tag: str = "svc") -> float:
-    prepared = [as_inputs(make_batch(f"{tag}{n}", n)) for n in range(batches)]
+    prepared = [as_inputs(make_batch(f"{tag}{n}")) for n in range(batches)]
     async def send(batch: list[EventInput]) -> None:
         result = await events.ingest_events(rt, batch)
         assert result.accepted == BATCH, result
@@ -118,7 +126,7 @@ async def service_path(rt: Runtime, batches: int, tag: str = "svc") -> float:
 
 
 async def graphql_path(rt: Runtime, batches: int, tag: str = "gql") -> float:
-    bodies = [orjson.dumps({"query": INGEST, "variables": {"e": make_batch(f"{tag}{n}", n)}})
+    bodies = [orjson.dumps({"query": INGEST, "variables": {"e": make_batch(f"{tag}{n}")}})
               for n in range(batches)]
     app = create_app(runtime=rt)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
@@ -132,7 +140,7 @@ async def graphql_path(rt: Runtime, batches: int, tag: str = "gql") -> float:
 
 async def rest_path(rt: Runtime, batches: int, tag: str = "rest") -> float:
     """POST /api/v1/events with a CloudEvents batch (the REST ingestEvents operation)."""
-    bodies = [orjson.dumps(make_batch(f"{tag}{n}", n)) for n in range(batches)]
+    bodies = [orjson.dumps(make_batch(f"{tag}{n}")) for n in range(batches)]
     app = create_app(runtime=rt)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
         async def send(body: bytes) -> None:
@@ -147,7 +155,7 @@ async def copy_path(url: str, batches: int) -> float:
     """The floor: COPY of the same rows into a scratch table keyed by (source, id), one transaction
     a batch (as ingest commits each batch)."""
     rows = [(e["id"], e["source"], e["type"], e["subject"], datetime.fromisoformat(e["time"]),
-             orjson.dumps(e["data"]).decode()) for n in range(batches) for e in make_batch(f"copy{n}", n)]
+             orjson.dumps(e["data"]).decode()) for n in range(batches) for e in make_batch(f"copy{n}")]
     async with await psycopg.AsyncConnection.connect(url) as conn:
         await conn.execute("CREATE TABLE scratch_events (event_id text, source text, type text, subject text, "
                            "time timestamptz, data jsonb, PRIMARY KEY (source, event_id))")
@@ -176,7 +184,7 @@ async def run(url: str, batches: int, profile: str | None) -> list[Row]:
         await meters.create_meter(rt, "tokens", "prompt", "SUM", value_property="$.tokens",
                                   group_by={"model": "$.model"})
         await meters.create_meter(rt, "calls", "prompt", "COUNT")
-        await events.ingest_events(rt, as_inputs(make_batch("warmup", 0)))
+        await events.ingest_events(rt, as_inputs(make_batch("warmup")))
         gc.collect()  # as the server's lifespan does after start-up (httpx's ASGI transport runs no lifespan)
         gc.freeze()
         if profile:
