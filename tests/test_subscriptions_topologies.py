@@ -17,18 +17,21 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from creditgate.adapters.cache import redis_signals
 from creditgate.services.runtime import Runtime
 from tests.conftest import GQL, Backend, Clock
-from tests.ent_helpers import events, value
+from tests.ent_helpers import CREATE_ENT, events, grant, value
 from tests.live_helpers import START, LiveServer, Socket, api, live_server, socket_to
 from tests.redis_topologies import Cluster, Node, SentinelSetup, wait_for
 
-# Collected here too, with this module's `srv` (the listening server) and `gq` (the writing one): every
-# cause, subscriptions to every entitlement, a burst of writes, over the topology's pub/sub.
+# Collected here too, with this module's `srv` (the listening server) and `gq` (the writing one):
+# subscriptions to every entitlement and a burst of writes, over the topology's pub/sub. (test_every_cause
+# moves the clock right after a write, whose signal may then arrive late: its causes are checked below.)
 from tests.test_subscriptions import (  # noqa: F401
+    NO_VALUE,
+    metered_value,
     seed,
     test_a_burst_is_coalesced_never_lost,
-    test_every_cause,
     test_every_entitlement_of_the_subject,
 )
 
@@ -98,6 +101,38 @@ async def test_the_signal_rides_the_topology(pair: tuple[Setup, LiveServer, Live
         assert (u["cause"], u["value"]["usage"]) == ("INGEST", 35)
 
 
+async def test_every_write_cause_crosses(srv: LiveServer, gq: GQL) -> None:
+    """Each kind of write on one server reaches the socket on the other with its cause."""
+    ent = await seed(gq)
+    async with socket_to(srv.ws_url) as sock:
+        op = await sock.subscribe("acme", ["ai", "sso"])
+        first = await sock.updates(op, 2)
+        assert {k: (v["cause"], v["value"]) for k, v in first.items()} == {
+            "ai": ("CURRENT", metered_value(70, 30)), "sso": ("CURRENT", NO_VALUE)}
+
+        async def next_update(feature: str, cause: str) -> dict[str, Any]:
+            u = await sock.update(op)
+            assert (u["featureKey"], u["cause"]) == (feature, cause), u
+            return u
+
+        await events(gq, "acme", ("2024-01-15T12:00:00Z", 5))
+        assert (await next_update("ai", "INGEST"))["value"] == metered_value(65, 35)
+        extra = await grant(gq, "acme", "ai", 10, "2024-01-15T12:00:00Z")
+        assert (await next_update("ai", "GRANT"))["value"] == metered_value(75, 35)
+        await gq.ok("mutation($id: ID!) { voidGrant(id: $id) { id } }", id=extra["id"])
+        assert (await next_update("ai", "VOID"))["value"] == metered_value(65, 35)
+        await gq.ok("mutation($s: String!, $e: ID!) { resetEntitlement(subjectKey: $s, entitlementId: $e) { id } }",
+                    s="acme", e=ent["id"])
+        assert (await next_update("ai", "RESET"))["value"]["usage"] == 5
+        sso = (await gq.ok(CREATE_ENT, s="acme", input={"type": "BOOLEAN", "featureKey": "sso"}))["createEntitlement"]
+        u = await next_update("sso", "ENTITLEMENT")
+        assert (u["entitlementId"], u["value"]["hasAccess"]) == (sso["id"], True)
+        await gq.ok("mutation($s: String!, $e: ID!) { deleteEntitlement(subjectKey: $s, entitlementId: $e) }",
+                    s="acme", e=sso["id"])
+        assert (await next_update("sso", "ENTITLEMENT"))["value"] == NO_VALUE
+        assert sock.pending(op) == 0
+
+
 async def until_cause(sock: Socket, op: str, cause: str, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The next update of `cause`, skipping updates of the causes in `skip` (any other is a failure)."""
     while True:
@@ -160,3 +195,34 @@ async def test_failover_mid_subscription(pair: tuple[Setup, LiveServer, LiveServ
         owner = setup.master_of(channel) if isinstance(setup, Cluster) else setup.master()
         return owner is not node and subscribers(setup, channel).get(owner.port) == 2
     await asyncio.to_thread(wait_for, both_listen, "both servers subscribed on the new master")
+
+
+async def test_classic_pub_sub_on_a_cluster_without_sharded(redis_cluster: Cluster, backend: Backend, rt: Runtime,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster older than Redis 7.0 has no sharded pub/sub: the signal then rides classic PUBLISH/SUBSCRIBE
+    (simulated: the version that has it is set beyond this cluster's)."""
+    monkeypatch.setattr(redis_signals, "SHARDED_SINCE", (99, 0))
+    clock = Clock(START)
+    try:
+        with (live_server(backend, clock=clock, signals_redis=redis_cluster.url) as writer,
+              live_server(backend, clock=clock, signals_redis=redis_cluster.url) as listener):
+            channel: str = listener.bus.channel
+            owner = redis_cluster.master_of(channel)
+
+            def both_listen() -> bool:
+                with contextlib.closing(owner.client()) as c:
+                    classic = int(c.execute_command("PUBSUB", "NUMSUB", channel)[1])
+                return classic == 2  # (servers of the other tests may hold sharded subscriptions)
+            await asyncio.to_thread(wait_for, both_listen, "both servers subscribed, not sharded")
+            assert not writer.bus.sharded and not listener.bus.sharded
+            async with api(writer.url) as client:
+                gq = GQL(client)
+                await seed(gq)
+                async with socket_to(listener.ws_url) as sock:
+                    op = await sock.subscribe("acme", ["ai"])
+                    assert (await sock.update(op))["value"]["usage"] == 30
+                    await events(gq, "acme", ("2024-01-15T12:00:00Z", 5))
+                    u = await sock.update(op)
+                    assert (u["cause"], u["value"]["usage"]) == ("INGEST", 35)
+    finally:
+        redis_cluster.cleanup(backend.redis_prefix)

@@ -15,7 +15,8 @@ subscribes again through the sentinels to the new master: a gap. On Redis Cluste
 (SPUBLISH/SSUBSCRIBE, Redis 7.0): the channel lives on the shard that owns its slot, and only that shard
 carries its messages. The listener subscribes on that shard's master; when the slot moves (a failover,
 a resharding) Redis ends the subscription (sunsubscribe) or the connection drops, and the listener
-finds the new owner and subscribes again: a gap.
+finds the new owner and subscribes again: a gap. A cluster older than 7.0 (the shard master's INFO
+says) has no sharded pub/sub: classic PUBLISH/SUBSCRIBE then, which the cluster broadcasts to every node.
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from creditgate.adapters.cache.redis_cache import namespace
 from creditgate.adapters.cache.redis_topology import close, connect, parse_redis_url
 
 GAP = b""  # the message that makes every process resync (services/changes.py)
+SHARDED_SINCE = (7, 0)  # the Redis version with SPUBLISH/SSUBSCRIBE
 
 log = logging.getLogger("creditgate.changes")
 
@@ -45,7 +47,7 @@ class RedisSignals:
                  timeout: float = 1.0) -> None:
         self.url = url
         self.target = parse_redis_url(url)
-        self.sharded = self.target.kind == "cluster"
+        self.sharded = self.target.kind == "cluster"  # until the listener saw the cluster's version
         self.channel = namespace(prefix, installation) + "changes"
         self.retry = retry
         self.health = health
@@ -76,8 +78,12 @@ class RedisSignals:
             shard = Redis(host=node.host, port=int(node.port), username=self.target.username,
                           password=self.target.password, ssl=self.target.ssl, socket_connect_timeout=self.timeout,
                           socket_timeout=self.timeout, retry=Retry(NoBackoff(), 0), socket_keepalive=True)
+            self.sharded = await _has_sharded_pubsub(shard)
             pubsub = shard.pubsub()
-            await pubsub.ssubscribe(self.channel)
+            if self.sharded:
+                await pubsub.ssubscribe(self.channel)
+            else:  # any node would do: the cluster broadcasts classic messages
+                await pubsub.subscribe(self.channel)
             return pubsub, shard
         pubsub = client.pubsub()
         await pubsub.subscribe(self.channel)
@@ -156,3 +162,15 @@ class RedisSignals:
                 await self._task
         with contextlib.suppress(Exception):
             await close(self._pub)
+
+
+async def _has_sharded_pubsub(node: Redis) -> bool:
+    """The node's Redis has SPUBLISH/SSUBSCRIBE (7.0 or later); True when INFO is not allowed (ACLs)."""
+    try:
+        version = str((await node.info("server")).get("redis_version", ""))
+    except ResponseError:
+        return True
+    try:
+        return tuple(int(part) for part in version.split(".")[:2]) >= SHARDED_SINCE
+    except ValueError:
+        return True
