@@ -21,10 +21,11 @@ second attempt starts from the same state.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -65,9 +66,7 @@ ROOTS: dict[str, tuple[dict[str, str], frozenset[str], str]] = {
                                "balance", "usage", "overage", "config"}), "AccessResult"),
     "ingestEvents": ({"events": EVENTS}, frozenset({"accepted", "duplicates"}), "IngestResult"),
 }
-# AccessCheckInput and CloudEventInput: their String! fields, and all their fields
-CHECK_STRINGS = ("subjectKey", "featureKey")
-CHECK_KEYS = frozenset(CHECK_STRINGS)
+# CloudEventInput: its String! fields, and all its fields (AccessCheckInput: _pairs)
 EVENT_STRINGS = ("id", "source", "type", "subject")
 EVENT_KEYS = frozenset({*EVENT_STRINGS, "specversion", "time", "data"})
 _mutation = schema._schema.mutation_type
@@ -161,7 +160,7 @@ def _arguments(plan: Plan, variables: Mapping[str, Any]) -> dict[str, Any]:
         if kind == AT and value is not None:
             raise Fallback  # past instants: rare, and DateTime parsing lives in the full path
         if kind == CHECKS:
-            value = _objects(value, CHECK_STRINGS, CHECK_KEYS)
+            value = _pairs(value)
         if kind == EVENTS:
             # a literal was coerced with the document: the full path's records from it
             value = _events(value) if is_var else [_event_from_input(CloudEventInput, e, None) for e in value]
@@ -169,28 +168,29 @@ def _arguments(plan: Plan, variables: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _objects(value: Any, strings: tuple[str, ...], keys: frozenset[str], limit: int = MAX_LIST
-             ) -> list[dict[str, Any]]:
-    """A variable for a [SomeInput!]! argument that GraphQL's coercion keeps as it is: a list of at
-    most `limit` objects, no keys but `keys`, the String! fields `strings` present and strings.
+def _pairs(value: Any) -> list[tuple[str, str]]:
+    """A [AccessCheckInput!]! variable that GraphQL's coercion keeps as it is, as (subject, feature)
+    pairs: a list of at most MAX_LIST objects, each with exactly the two String! fields, both strings.
     Anything else (a lone object, which GraphQL reads as a list of one, included) raises Fallback."""
-    if not isinstance(value, list) or len(value) > limit:
+    if not isinstance(value, list) or len(value) > MAX_LIST:
         raise Fallback
-    every = len(strings) == len(keys)  # all fields are String!: the right count, all present, is the same test
+    out = []
     for item in value:
-        if not isinstance(item, dict) or (len(item) != len(keys) if every else not item.keys() <= keys):
+        if not isinstance(item, dict) or len(item) != 2:  # two keys, both present below: no other key
             raise Fallback
-        for name in strings:
-            if not isinstance(item.get(name), str):  # missing, null or another type
-                raise Fallback
-    return value
+        subject, feature = item.get("subjectKey"), item.get("featureKey")
+        if not isinstance(subject, str) or not isinstance(feature, str):  # missing, null or another type
+            raise Fallback
+        out.append((subject, feature))
+    return out
 
 
 def _events(value: Any) -> list[EventInput]:
-    """An ingestEvents variable as the service's records, in one pass: what _objects accepts for
-    CloudEventInput, `specversion` a string or null (absent: "1.0"), `time` a string or null. The
-    time is parsed by the service with the DateTime scalar's own reader (timefmt.parse_rfc3339), so
-    a time it refuses fails the ingest before anything is stored and the full path answers."""
+    """An ingestEvents variable as the service's records, in one pass: a list of at most MAX_EVENTS
+    objects with no keys but CloudEventInput's, its String! fields strings, `specversion` a string or
+    null (absent: "1.0"), `time` a string or null. The time is parsed by the service with the DateTime
+    scalar's own reader (timefmt.parse_rfc3339), so a time it refuses fails the ingest before anything
+    is stored and the full path answers."""
     if not isinstance(value, list) or len(value) > MAX_EVENTS:
         raise Fallback
     keys, out = EVENT_KEYS, []
@@ -235,33 +235,26 @@ def _value(v: svc.EntValue, plan: Plan) -> dict[str, Any]:
     return out
 
 
-def _access(a: svc.Access, plan: Plan) -> dict[str, Any]:
-    v = a.value
-    out: dict[str, Any] = {}
-    for key, name in plan.fields:
-        if name == "subjectKey":
-            out[key] = a.subject_key
-        elif name == "featureKey":
-            out[key] = a.feature_key
-        elif name == "hasAccess":
-            out[key] = a.has_access
-        elif name == "reason":
-            out[key] = a.reason
-        elif name == "entitlementId":
-            out[key] = a.entitlement_id or None
-        elif name == "type":
-            out[key] = a.type or None
-        elif name == "balance":
-            out[key] = _num(v.balance) if v else None
-        elif name == "usage":
-            out[key] = _num(v.usage) if v else None
-        elif name == "overage":
-            out[key] = _num(v.overage) if v else None
-        elif name == "config":
-            out[key] = v.config if v else None
-        else:
-            out[key] = plan.typename
-    return out
+# AccessResult's fields, read from an answer (a checkAccess batch reads up to MAX_LIST answers per field)
+_ACCESS: dict[str, Callable[[svc.Access], Any]] = {
+    "subjectKey": attrgetter("subject_key"),
+    "featureKey": attrgetter("feature_key"),
+    "hasAccess": attrgetter("has_access"),
+    "reason": attrgetter("reason"),
+    "entitlementId": lambda a: a.entitlement_id or None,
+    "type": lambda a: a.type or None,
+    "balance": lambda a: _num(a.value.balance) if a.value else None,
+    "usage": lambda a: _num(a.value.usage) if a.value else None,
+    "overage": lambda a: _num(a.value.overage) if a.value else None,
+    "config": lambda a: a.value.config if a.value else None,
+}
+
+
+@lru_cache(maxsize=512)
+def _access_fields(plan: Plan) -> tuple[tuple[str, Callable[[svc.Access], Any]], ...]:
+    """(response key, reader) for each selected field of a checkAccess plan."""
+    typename = plan.typename
+    return tuple((key, _ACCESS[name] if name != "__typename" else lambda _a: typename) for key, name in plan.fields)
 
 
 async def _execute(plan: Plan, rt: Runtime, principal: Principal, args: dict[str, Any]) -> Any:
@@ -276,10 +269,10 @@ async def _execute(plan: Plan, rt: Runtime, principal: Principal, args: dict[str
         if answer.value is None:
             raise Fallback  # NOT_FOUND
         return _value(answer.value, plan)
-    checks = args["checks"]
-    await token_svc.authorize_subject_read(rt, principal, [c["subjectKey"] for c in checks])
-    answers = await svc.check_access(rt, [(c["subjectKey"], c["featureKey"]) for c in checks])
-    return [_access(a, plan) for a in answers]
+    pairs = args["checks"]
+    await token_svc.authorize_subject_read(rt, principal, [subject for subject, _ in pairs])
+    fields = _access_fields(plan)
+    return [{key: read(a) for key, read in fields} for a in await svc.check_access(rt, pairs)]
 
 
 async def answer(rt: Runtime, principal: Principal, body: bytes,
