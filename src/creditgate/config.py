@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     # Notifications (docs/semantics.md §11; docs/operations.md): the worker every `serve` process runs.
     notifications_worker: bool = True  # evaluate rules and deliver webhooks in this process
     notifications_poll_interval: float = Field(1.0, gt=0)  # seconds between looks for due work with no signal
+    notifications_evaluation_gap: float = Field(1.0, ge=0)  # seconds between evaluation passes at least: bursts gather
     notifications_retry_delays: str = "5s,1m,5m,30m,2h,5h,10h"  # waits after failed attempts; the last repeats
     notifications_give_up_after: float = Field(86400.0, gt=0)  # seconds after the first attempt: then FAILED
     notifications_timeout: float = Field(10.0, gt=0)  # seconds a receiver has to answer an attempt

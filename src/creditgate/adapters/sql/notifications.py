@@ -385,13 +385,13 @@ async def claim_pending(session: AsyncSession, now: datetime, lease_until: datet
             .order_by(_P.c.due_at).limit(limit))
     if dialect_name(session) == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    out: list[tuple[str, int]] = []
-    for subject, version in [(r[0], int(r[1])) for r in await _run(session, stmt)]:
-        result = await _run(session, update(_P).where(_P.c.subject_key == subject, free)
-                                       .values(claimed_until=lease_until))
-        if getattr(result, "rowcount", 0):
-            out.append((subject, version))
-    return out
+    due = [r[0] for r in await _run(session, stmt)]
+    if not due:
+        return []
+    result = await _run(session, update(_P).where(_P.c.subject_key.in_(due), free)
+                        .values(claimed_until=lease_until).returning(_P.c.subject_key, _P.c.version))
+    got = {r[0]: int(r[1]) for r in result}
+    return [(subject, got[subject]) for subject in due if subject in got]
 
 
 async def finish_pending(session: AsyncSession, subject: str, version: int, next_due: datetime | None) -> None:
