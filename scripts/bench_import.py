@@ -3,12 +3,17 @@ so its current period starts with a reset), two grants (one refilled daily), a B
 a week of minute usage (one event every --every minutes per subject, on a SUM meter grouped by model).
 
     uv run python scripts/bench_import.py [--subjects 10000] [--days 7] [--every 60] \
-        [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+        [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--keep-source | --fill-only] [--source-db NAME] \
+        [--profile] [--profile-server]
 
 The source is filled through the services (clock at the start of the week), then served by
 `creditgate serve` in a subprocess (its own process, as a real source is); the import runs in this
 process into a second empty database, as the command does. Both databases are throwaway
-(creditgate_bench_<random>) and dropped at the end.
+(creditgate_bench_<random>) and dropped at the end; `--keep-source` keeps the filled source (its name is
+printed) and `--source-db NAME` imports from such a kept source instead of filling one (its clock: the
+week before now at the time it was filled). The import's pace is printed every 1,000 entitlements (a pace
+that falls as the target fills points at the writes, a steady one at the reads). `--profile` profiles the
+import (pyinstrument), `--profile-server` the source server (pyinstrument around `creditgate serve`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -104,22 +110,38 @@ def free_port() -> int:
         return port
 
 
+def count_events(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM events").fetchone()
+        return int(row[0]) if row else 0
+
+
 async def run(args: argparse.Namespace) -> None:
     start = (datetime.now(UTC) - timedelta(days=args.days)).replace(hour=0, minute=0, second=0, microsecond=0)
     end = datetime.now(UTC) - timedelta(minutes=5)
-    src_name, src_url = create_db(args.pg)
+    if args.source_db:
+        src_name, src_url = args.source_db, args.pg.rsplit("/", 1)[0] + "/" + args.source_db
+    else:
+        src_name, src_url = create_db(args.pg)
     dst_name, dst_url = create_db(args.pg)
     server = None
     try:
         t0 = time.perf_counter()
-        n_events = await fill(src_url, args.subjects, start, end, args.every)
-        print(f"source filled: {args.subjects} subjects, {n_events} events from {start:%Y-%m-%d} "
-              f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+        if args.source_db:
+            n_events = count_events(src_url)
+            print(f"source {src_name}: {n_events} events", file=sys.stderr)
+        else:
+            n_events = await fill(src_url, args.subjects, start, end, args.every)
+            print(f"source filled: {args.subjects} subjects, {n_events} events from {start:%Y-%m-%d} "
+                  f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+            if args.fill_only:
+                return
         port = free_port()
         env = {**os.environ, "CREDITGATE_DATABASE_URL": src_url, "CREDITGATE_ACCESS_LOG": "false"}
-        server = subprocess.Popen([sys.executable, "-m", "creditgate.cli", "serve", "--port", str(port),  # noqa: ASYNC220
-                                   "--log-level", "warning"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        serve = [sys.executable, "-m", "creditgate.cli", "serve", "--port", str(port), "--log-level", "warning"]
+        if args.profile_server:  # pyinstrument prints when the server stops on SIGINT
+            serve = [sys.executable, "-m", "pyinstrument", "--no-color", "-o", args.profile_server, *serve[1:]]
+        server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
         url = f"http://127.0.0.1:{port}"
         for _ in range(300):
             try:
@@ -136,7 +158,16 @@ async def run(args: argparse.Namespace) -> None:
                 profiler = Profiler()
                 profiler.start()
             t0 = time.perf_counter()
-            summary = await run_import(rt, Source(Client(endpoint=url)), Options())
+            last = [t0]
+
+            def pace(n: int) -> None:
+                if n % 1000 == 0:
+                    t = time.perf_counter()
+                    print(f"  {n} entitlements written at {t - t0:.1f}s ({1000 / (t - last[0]):.0f}/s)",
+                          file=sys.stderr, flush=True)
+                    last[0] = t
+
+            summary = await run_import(rt, Source(Client(endpoint=url)), Options(), after_entitlement=pace)
             took = time.perf_counter() - t0
             if profiler is not None:
                 profiler.stop()
@@ -144,15 +175,23 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             await rt.db.close()
         print("\n".join(summary.lines()[: 1 + 5]))
+        print("phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in summary.phase_seconds.items()))
         ents = summary.tallies["entitlements"].imported
         print(f"import of {args.subjects} subjects ({ents} entitlements, {n_events} events in "
               f"{args.days} days): {took:.1f}s, "
               f"{args.subjects / took:.0f} subjects/s, {n_events / took:.0f} usage minutes/s")
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(30)
-        drop_db(args.pg, src_name)
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(30)
+        if args.keep_source or args.source_db or args.fill_only:
+            print(f"source database kept: {src_name}", file=sys.stderr)
+        else:
+            drop_db(args.pg, src_name)
         drop_db(args.pg, dst_name)
 
 
@@ -162,6 +201,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--every", type=int, default=60, help="minutes between a subject's events")
     parser.add_argument("--profile", action="store_true", help="profile the import (pyinstrument, stderr)")
+    parser.add_argument("--profile-server", metavar="FILE", help="profile the source server into FILE")
+    parser.add_argument("--keep-source", action="store_true", help="keep the filled source database")
+    parser.add_argument("--fill-only", action="store_true", help="fill a source database, keep it, stop")
+    parser.add_argument("--source-db", metavar="NAME", help="import from this kept source database (no fill)")
     parser.add_argument("--pg", default=os.environ.get("CREDITGATE_TEST_PG",
                                                        "postgresql://postgres@127.0.0.1:5432/postgres"))
     asyncio.run(run(parser.parse_args()))

@@ -3,31 +3,32 @@ writes an empty second database; both are compared through the API (docs/import.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-import uvicorn
 from openmeter import Client
 
 from creditgate.adapters.cache import open_cache
-from creditgate.adapters.importer.command import Options, Summary, run_import
+from creditgate.adapters.importer.command import USAGE_BATCH, WRITE_BATCH, Options, Summary, _UsageReads, run_import
 from creditgate.adapters.importer.source import Source
 from creditgate.adapters.sql.db import Database, migrate
-from creditgate.app import create_app
+from creditgate.records import Meter
+from creditgate.services.imports import UsageMinute
 from creditgate.services.runtime import Runtime
 from tests.conftest import PG_ADMIN, Backend, Clock, installation_of, make_settings
-from tests.rest.conftest import API_KEY, ReadyServer, Server, _free_port
+from tests.live_helpers import API_KEY, live_server
+from tests.rest.conftest import Server
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 NOW = T0 + timedelta(days=1, hours=12, seconds=30)
@@ -173,29 +174,9 @@ async def target_runtime(backend: Backend, url: str, clock: Clock) -> AsyncItera
 
 @contextmanager
 def target_server(backend: Backend, url: str, clock: Clock) -> Iterator[Client]:
-    port = _free_port()
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
-
-    async def main() -> None:
-        async with target_runtime(backend, url, clock) as rt:
-            rt.settings = _settings(backend, url, api_keys=API_KEY)
-            config = uvicorn.Config(create_app(runtime=rt), host="127.0.0.1", port=port, log_level="warning",
-                                    lifespan="off")
-            holder["server"] = srv = ReadyServer(config, ready)
-            try:
-                await srv.serve()
-            finally:
-                ready.set()
-
-    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
-    thread.start()
-    assert ready.wait(30), "target server did not start"
-    try:
-        yield Server(f"http://127.0.0.1:{port}", clock, None).client()  # type: ignore[arg-type]
-    finally:
-        holder["server"].should_exit = True
-        thread.join(30)
+    """A server on the target database (the shared live server, tests/live_helpers.py), as an SDK client."""
+    with live_server(backend, clock=clock, database_url=url, redis_prefix=f"{backend.redis_prefix}import:") as srv:
+        yield srv.client()
 
 
 async def do_import(backend: Backend, url: str, live: Server, **kwargs: Any) -> Summary:
@@ -309,11 +290,13 @@ async def test_import_killed_half_way_then_resumed(om: Client, live: Server, bac
 
         with pytest.raises(Killed):
             await do_import(backend, url, live, after_entitlement=kill)
-        with target_server(backend, url, live.clock) as dst:
-            assert len(dst.list_entitlements(params={"includeDeleted": "true"})) == 90
+        with target_server(backend, url, live.clock) as dst:  # the 90th's transaction (WRITE_BATCH of them)
+            stored = len(dst.list_entitlements(params={"includeDeleted": "true"}))
+        assert 90 <= stored < 90 + WRITE_BATCH
         second = await do_import(backend, url, live)
         assert second.failed == 0, second.lines()
-        assert (second.tallies["entitlements"].skipped, second.tallies["entitlements"].imported) == (90, 103)
+        assert (second.tallies["entitlements"].skipped, second.tallies["entitlements"].imported) == \
+            (stored, 193 - stored)
         with target_server(backend, url, live.clock) as dst:
             assert_same(om, dst)
 
@@ -348,3 +331,44 @@ async def test_events_ingested_after_an_import_add_to_imported_minutes(om: Clien
                                "subject": "cust-04", "time": iso(one + timedelta(seconds=40)),
                                "data": {"region": "us", "ms": 1, "user": "new"}})
             assert [r["value"] for r in dst.query_meter("users", **users)["data"]] == [2]
+
+
+class _Batches:
+    """A source whose batched usage reads of some subjects fail; single reads fail only for `broken`."""
+
+    def __init__(self, failing_batch: str, broken: str) -> None:
+        self.failing_batch, self.broken = failing_batch, broken
+        self.batches: list[list[str]] = []
+
+    def usage_of(self, meter: Meter, subjects: list[str]) -> dict[str, list[UsageMinute]]:
+        self.batches.append(list(subjects))
+        if self.failing_batch in subjects:
+            raise RuntimeError("batch failed")
+        return {s: [UsageMinute(s, {}, T0, Decimal(len(s)))] for s in subjects}
+
+    def usage(self, meter: Meter, subject: str) -> list[UsageMinute]:
+        if subject == self.broken:
+            raise RuntimeError(f"{subject} unreadable")
+        return [UsageMinute(subject, {}, T0, Decimal(1))]
+
+
+async def test_usage_reads_are_batched_and_a_failed_batch_is_read_subject_by_subject() -> None:
+    meter = Meter(id="m1", slug="tokens", description=None, event_type="tokens", aggregation="SUM",
+                  value_property="$.t", group_by={}, window_size="MINUTE", created_at=T0, updated_at=T0)
+    subjects = [f"s{i:03d}" for i in range(2 * USAGE_BATCH + 5)]
+    source = _Batches(failing_batch=subjects[USAGE_BATCH + 3], broken=subjects[USAGE_BATCH + 7])
+    with ThreadPoolExecutor(2) as pool:
+        reads = _UsageReads(source, pool, [(meter, s) for s in subjects])  # type: ignore[arg-type]
+        got: dict[str, Any] = {}
+        for s in subjects:
+            try:
+                got[s] = [m.value for m in await reads.minutes(meter, s)]
+            except RuntimeError as exc:
+                got[s] = str(exc)
+    assert sorted(map(tuple, source.batches)) == [tuple(subjects[i:i + USAGE_BATCH])
+                                                   for i in range(0, len(subjects), USAGE_BATCH)]
+    assert got[subjects[0]] == [Decimal(4)]  # from its batch
+    assert got[subjects[USAGE_BATCH]] == [Decimal(1)]  # its batch failed: read alone
+    assert got[subjects[USAGE_BATCH + 7]] == f"{subjects[USAGE_BATCH + 7]} unreadable"  # only this one fails
+    assert got[subjects[-1]] == [Decimal(4)]
+    assert reads.futures == {}  # every answer let go once read

@@ -21,10 +21,11 @@ from decimal import Decimal
 
 import orjson
 
+from creditgate.adapters.sql import entitlements as ent_repo
+from creditgate.adapters.sql import features as feature_repo
 from creditgate.adapters.sql import imports as repo
 from creditgate.adapters.sql import meters as meter_repo
 from creditgate.adapters.sql import snapshots as snap_repo
-from creditgate.adapters.sql.entitlements import insert_reset
 from creditgate.adapters.sql.grants import insert_grant
 from creditgate.adapters.sql.imports import ImportedMinute
 from creditgate.adapters.sql.subjects import ensure_subject
@@ -99,7 +100,7 @@ async def import_feature(rt: Runtime, feature: Feature) -> bool:
     async with rt.db.transaction() as s:
         if await repo.existing_ids(s, "feature", [feature.id]):
             return False
-        await repo.insert_feature(s, feature)
+        await feature_repo.insert_feature(s, feature)
     return True
 
 
@@ -173,35 +174,58 @@ def pinned_state(ent: Entitlement, item: EntitlementImport) -> State | None:
 async def import_entitlement(rt: Runtime, item: EntitlementImport) -> bool:
     """The entitlement, its grants, its reset and the usage not imported yet, in one transaction;
     False (nothing written) when its id is stored already."""
-    ent = item.entitlement
-    for g in item.grants:
-        if g.entitlement_id != ent.id:
-            raise BadInput(f"grant {g.id} belongs to entitlement {g.entitlement_id}, not {ent.id}")
-    rows = [(u, minute_rows(u.meter, u.subject, u.minutes)) for u in item.usage]
+    return (await import_entitlements(rt, [item]))[0]
+
+
+async def import_entitlements(rt: Runtime, items: Sequence[EntitlementImport]) -> list[bool]:
+    """`import_entitlement` for several entitlements in ONE transaction: all of them or none (a failure of one
+    fails them all; the caller can then write them one by one). Per entitlement, False when its id is stored
+    already. One commit for many entitlements: an import writes thousands, and a commit costs more than the
+    few rows of an entitlement."""
+    for item in items:
+        for g in item.grants:
+            if g.entitlement_id != item.entitlement.id:
+                raise BadInput(f"grant {g.id} belongs to entitlement {g.entitlement_id}, not {item.entitlement.id}")
+    rows = [[(u, minute_rows(u.meter, u.subject, u.minutes)) for u in item.usage] for item in items]
     now = rt.now()
+    out: list[bool] = []
     async with rt.db.transaction() as s:
-        if await repo.existing_ids(s, "entitlement", [ent.id]):
-            return False
-        await ensure_subject(s, ent.subject_key, now)
-        await repo.insert_entitlement(s, ent)
-        for g in sorted(item.grants, key=lambda g: g.id):
-            await insert_grant(s, g)
-        reset = reset_for(ent, item.last_reset, now)
-        if reset is not None:
-            await insert_reset(s, reset)
-        pinned = pinned_state(ent, item)
-        if pinned is not None:
-            await snap_repo.save(s, [(ent.id, pinned)], now)
-        for u, minutes in rows:
-            if not await repo.has_imported_minutes(s, u.meter.id, u.subject):
-                await repo.add_imported_minutes(s, minutes)
-    await invalidation.invalidate_subjects(rt, [ent.subject_key])
-    return True
+        there = await repo.existing_ids(s, "entitlement", [item.entitlement.id for item in items])
+        for item, usage in zip(items, rows, strict=True):
+            ent = item.entitlement
+            if ent.id in there:
+                out.append(False)
+                continue
+            there.add(ent.id)
+            await ensure_subject(s, ent.subject_key, now)
+            await ent_repo.insert_entitlement(s, ent)
+            for g in sorted(item.grants, key=lambda g: g.id):
+                await insert_grant(s, g)
+            reset = reset_for(ent, item.last_reset, now)
+            if reset is not None:
+                await ent_repo.insert_reset(s, reset)
+            pinned = pinned_state(ent, item)
+            if pinned is not None:
+                await snap_repo.save(s, [(ent.id, pinned)], now)
+            for u, minutes in usage:
+                if not await repo.has_imported_minutes(s, u.meter.id, u.subject):
+                    await repo.add_imported_minutes(s, minutes)
+            out.append(True)
+    written = sorted({item.entitlement.subject_key for item, w in zip(items, out, strict=True) if w})
+    if written:
+        await invalidation.invalidate_subjects(rt, written)
+    return out
 
 
 async def usage_imported(rt: Runtime, meter_id: str, subject: str) -> bool:
     async with rt.db.read() as s:
         return await repo.has_imported_minutes(s, meter_id, subject)
+
+
+async def usage_imported_of(rt: Runtime, meter_id: str, subjects: Sequence[str]) -> set[str]:
+    """`usage_imported` for many subjects of a meter at once: those whose usage is there."""
+    async with rt.db.read() as s:
+        return await repo.subjects_with_imported_minutes(s, meter_id, subjects)
 
 
 async def import_usage(rt: Runtime, usage: Usage) -> bool:

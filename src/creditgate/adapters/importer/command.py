@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
+from typing import TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
@@ -22,12 +24,15 @@ from rich.text import Text
 from creditgate.adapters.importer.source import Source
 from creditgate.records import Entitlement, EntitlementType, Feature, Grant, Meter, Subject
 from creditgate.services import imports as svc
-from creditgate.services.imports import EntitlementImport, Tally, Usage
+from creditgate.services.imports import EntitlementImport, Tally, Usage, UsageMinute
 from creditgate.services.runtime import Runtime
 
+T = TypeVar("T")
 SUBJECT_BATCH = 500
 FETCHERS = 4  # threads reading the source while entitlements are written
 AHEAD = 32
+USAGE_BATCH = 50  # subjects per meter query of the usage reads (_UsageReads)
+WRITE_BATCH = 20  # entitlements per transaction (services/imports.py import_entitlements)
 PHASES = ("meters", "features", "subjects", "entitlements", "usage")
 LIMITS = (
     "What the v1 API cannot give exactly (docs/import.md):",
@@ -55,6 +60,7 @@ class Summary:
     dry_run: bool
     tallies: dict[str, Tally] = field(default_factory=lambda: {p: Tally() for p in PHASES})
     seconds: float = 0.0
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # reading and each phase, in order
 
     @property
     def failed(self) -> int:
@@ -128,53 +134,73 @@ async def run_import(rt: Runtime, source: Source, options: Options, *, console: 
     started = time.perf_counter()
     summary = Summary(dry_run=options.dry_run)
     tallies = summary.tallies
+    mark = started
+
+    def lap(phase: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        summary.phase_seconds[phase] = now - mark
+        mark = now
+
     with _progress(console) as progress:
         listing = _read(source, options, progress)
+        lap("reading")
         meters_by_slug = {m.slug: m for m in listing.meters}
         features = {f.id: f for f in listing.features}
         await _meters(rt, listing.meters, options, progress, tallies["meters"])
+        lap("meters")
         await _features(rt, listing.features, options, progress, tallies["features"])
+        lap("features")
         await _subjects(rt, listing.subjects, options, progress, tallies["subjects"])
+        lap("subjects")
         done: set[tuple[str, str]] = set()  # (meter id, subject) whose usage this run imported or found
         await _entitlements(rt, source, listing, features, meters_by_slug, options, progress,
                             tallies["entitlements"], done, after_entitlement)
+        lap("entitlements")
         await _usage(rt, source, listing.meters, options, progress, tallies["usage"], done)
+        lap("usage")
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-async def _meters(rt: Runtime, meters: Sequence[Meter], options: Options, progress: Progress, tally: Tally) -> None:
-    task = progress.add_task("meters", total=len(meters))
-    there = await svc.existing(rt, "meter", [m.id for m in meters])
-    for m in meters:
+async def _each(progress: Progress, phase: str, items: Sequence[T], tally: Tally, what: Callable[[T], str],
+                there: Callable[[T], Awaitable[bool]], write: Callable[[T], Awaitable[bool]] | None) -> None:
+    """One phase, item by item under its progress bar: an item stored already is skipped, another is written
+    (`write` says False when it found the item there after all; None is a dry run: counted, not written);
+    an item that fails is reported and the next one goes on."""
+    task = progress.add_task(phase, total=len(items))
+    for item in items:
         try:
-            if m.id in there:
+            if await there(item):
                 tally.skipped += 1
-            elif options.dry_run or await svc.import_meter(rt, m):
+            elif write is None or await write(item):
                 tally.imported += 1
             else:
                 tally.skipped += 1
         except Exception as exc:
-            _error(tally, f"meter {m.slug} ({m.id})", exc)
+            _error(tally, what(item), exc)
         progress.advance(task)
+
+
+def _among(ids: set[str]) -> Callable[[Meter | Feature], Awaitable[bool]]:
+    async def there(item: Meter | Feature) -> bool:
+        return item.id in ids
+    return there
+
+
+async def _meters(rt: Runtime, meters: Sequence[Meter], options: Options, progress: Progress, tally: Tally) -> None:
+    there = await svc.existing(rt, "meter", [m.id for m in meters])
+    await _each(progress, "meters", meters, tally, lambda m: f"meter {m.slug} ({m.id})", _among(there),
+                None if options.dry_run else partial(svc.import_meter, rt))
 
 
 async def _features(rt: Runtime, features: Sequence[Feature], options: Options, progress: Progress,
                     tally: Tally) -> None:
-    task = progress.add_task("features", total=len(features))
     there = await svc.existing(rt, "feature", [f.id for f in features])
     # archived ones first: a live feature may reuse an archived one's key
-    for f in sorted(features, key=lambda f: (f.archived_at is None, f.created_at, f.id)):
-        try:
-            if f.id in there:
-                tally.skipped += 1
-            elif options.dry_run or await svc.import_feature(rt, f):
-                tally.imported += 1
-            else:
-                tally.skipped += 1
-        except Exception as exc:
-            _error(tally, f"feature {f.key} ({f.id})", exc)
-        progress.advance(task)
+    ordered = sorted(features, key=lambda f: (f.archived_at is None, f.created_at, f.id))
+    await _each(progress, "features", ordered, tally, lambda f: f"feature {f.key} ({f.id})", _among(there),
+                None if options.dry_run else partial(svc.import_feature, rt))
 
 
 async def _subjects(rt: Runtime, subjects: Sequence[Subject], options: Options, progress: Progress,
@@ -194,98 +220,213 @@ async def _subjects(rt: Runtime, subjects: Sequence[Subject], options: Options, 
         progress.advance(task, len(batch))
 
 
+class _UsageReads:
+    """Usage of (meter, subject) units read USAGE_BATCH subjects of a meter per source request
+    (`Source.usage_of`), in the order the units are given: the source's cost is mostly per request (its
+    routing, auth, a few statements), so one request per subject made most of an import's reads. A batch
+    is requested when one of its units is first asked for, with the next one; a batch that fails is read
+    again subject by subject, so that only a subject whose own read fails is reported."""
+
+    def __init__(self, source: Source, pool: ThreadPoolExecutor, units: Sequence[tuple[Meter, str]]) -> None:
+        self.source, self.pool = source, pool
+        self.batch_of: dict[tuple[str, str], int] = {}
+        self.batches: list[tuple[Meter, list[str]]] = []
+        self.left: list[int] = []  # units of each batch not consumed yet (its answer is let go at 0)
+        self.futures: dict[int, Future[dict[str, list[UsageMinute]]]] = {}
+        filling: dict[str, int] = {}
+        for meter, subject in units:
+            if (meter.id, subject) in self.batch_of:
+                continue
+            k = filling.get(meter.id)
+            if k is None or len(self.batches[k][1]) >= USAGE_BATCH:
+                k = filling[meter.id] = len(self.batches)
+                self.batches.append((meter, []))
+                self.left.append(0)
+            self.batches[k][1].append(subject)
+            self.left[k] += 1
+            self.batch_of[(meter.id, subject)] = k
+
+    def _start(self, k: int) -> Future[dict[str, list[UsageMinute]]] | None:
+        if k >= len(self.batches) or self.left[k] == 0:
+            return None
+        future = self.futures.get(k)
+        if future is None:
+            meter, subjects = self.batches[k]
+            future = self.futures[k] = self.pool.submit(self.source.usage_of, meter, subjects)
+        return future
+
+    def start(self, meter: Meter, subject: str) -> None:
+        """Request the unit's batch (and the next) now, to be read by `minutes` later."""
+        k = self.batch_of[(meter.id, subject)]
+        self._start(k)
+        self._start(k + 1)
+
+    async def minutes(self, meter: Meter, subject: str) -> list[UsageMinute]:
+        k = self.batch_of[(meter.id, subject)]
+        future = self._start(k)
+        self._start(k + 1)
+        assert future is not None
+        try:
+            try:
+                return (await asyncio.wrap_future(future))[subject]
+            except Exception:
+                return await asyncio.wrap_future(self.pool.submit(self.source.usage, meter, subject))
+        finally:
+            self.left[k] -= 1
+            if self.left[k] == 0:
+                self.futures.pop(k, None)
+
+    def cancel(self) -> None:
+        for future in self.futures.values():
+            future.cancel()
+
+
 @dataclass(slots=True)
 class _Planned:
-    """An entitlement to write, with its source reads (usage, balances at lastReset) running in a thread."""
+    """An entitlement to write; its source reads (balances at lastReset in a thread, its usage through
+    _UsageReads when it brings it) start when it is planned."""
 
     ent: Entitlement
     last_reset: datetime | None
-    reads: Future[tuple[list[Usage], dict[str, Decimal] | None]] | None = None
+    meter: Meter | None = None  # set when this entitlement brings the usage of (meter, its subject)
+    balances: Future[dict[str, Decimal] | None] | None = None
     error: Exception | None = None
 
 
-def _fetch(source: Source, ent: Entitlement, last_reset: datetime | None,
-           meter: Meter | None) -> tuple[list[Usage], dict[str, Decimal] | None]:
-    usage = [Usage(meter, ent.subject_key, source.usage(meter, ent.subject_key))] if meter is not None else []
-    balances = None
+def _balances(source: Source, ent: Entitlement, last_reset: datetime | None) -> dict[str, Decimal] | None:
     if (ent.type == EntitlementType.METERED and ent.deleted_at is None and last_reset is not None
             and ent.measure_usage_from is not None and last_reset > ent.measure_usage_from):
-        balances = source.balances_at(ent, last_reset)
-    return usage, balances
+        return source.balances_at(ent, last_reset)
+    return None
+
+
+async def _stored_usage(rt: Runtime, units: Sequence[tuple[Meter, str]]) -> set[tuple[str, str]]:
+    """Which (meter, subject) units have imported minutes stored already (one statement per meter)."""
+    by_meter: dict[str, list[str]] = {}
+    for meter, subject in units:
+        by_meter.setdefault(meter.id, []).append(subject)
+    out: set[tuple[str, str]] = set()
+    for meter_id, subjects in by_meter.items():
+        out.update((meter_id, s) for s in await svc.usage_imported_of(rt, meter_id, subjects))
+    return out
 
 
 async def _entitlements(rt: Runtime, source: Source, listing: _Listing, features: dict[str, Feature],
                         meters_by_slug: dict[str, Meter], options: Options, progress: Progress, tally: Tally,
                         done: set[tuple[str, str]], after_entitlement: Callable[[int], None] | None) -> None:
-    """Entitlements in the source's order, written one by one; the source reads of the next ones run meanwhile
-    in FETCHERS threads (the SDK is synchronous), at most AHEAD entitlements ahead."""
+    """Entitlements in the source's order, WRITE_BATCH per transaction (one by one when a batch fails); the
+    source reads of the next ones run meanwhile in FETCHERS threads (the SDK is synchronous), at most AHEAD
+    entitlements ahead. The usage of each (meter, subject) comes with the first entitlement of the run that
+    needs it, unless it is stored already."""
     items = listing.entitlements
     task = progress.add_task("entitlements", total=len(items))
     there = await svc.existing(rt, "entitlement", [e.id for e, _ in items])
-    todo = [(e, r) for e, r in items if e.id not in there]
+    todo = [_Planned(e, r) for e, r in items if e.id not in there]
     tally.skipped += len(items) - len(todo)
     progress.advance(task, len(items) - len(todo))
+    wanted: list[tuple[Meter, str]] = []
+    for planned in todo:
+        ent = planned.ent
+        if ent.type != EntitlementType.METERED:
+            continue
+        feature = features.get(ent.feature_id)
+        meter = meters_by_slug.get(feature.meter_slug or "") if feature is not None else None
+        if meter is None:
+            planned.error = LookupError(f"the meter of feature {ent.feature_key!r} is not at the source")
+            continue
+        unit = (meter.id, ent.subject_key)
+        if unit not in done:
+            planned.meter = meter  # the first entitlement of the unit brings its usage
+            wanted.append((meter, ent.subject_key))
+        done.add(unit)
+    stored = set() if options.dry_run else await _stored_usage(rt, wanted)
+    for planned in todo:
+        if planned.meter is not None and (options.dry_run or (planned.meter.id, planned.ent.subject_key) in stored):
+            planned.meter = None  # its usage is there
     written = 0
     queue: deque[_Planned] = deque()
     pending = iter(todo)
     with ThreadPoolExecutor(FETCHERS) as pool:
-        async def plan_next() -> bool:
-            nxt = next(pending, None)
-            if nxt is None:
+        reads = _UsageReads(source, pool, [(p.meter, p.ent.subject_key) for p in todo if p.meter is not None])
+
+        def plan_next() -> bool:
+            planned = next(pending, None)
+            if planned is None:
                 return False
-            planned = _Planned(*nxt)
             queue.append(planned)
-            ent = planned.ent
-            try:
-                meter = None
-                if ent.type == EntitlementType.METERED:
-                    feature = features.get(ent.feature_id)
-                    meter = meters_by_slug.get(feature.meter_slug or "") if feature is not None else None
-                    if meter is None:
-                        raise LookupError(f"the meter of feature {ent.feature_key!r} is not at the source")
-                    unit = (meter.id, ent.subject_key)
-                    if options.dry_run or unit in done or await svc.usage_imported(rt, *unit):
-                        meter = None  # its usage is there (or this run brings it with another entitlement)
-                    done.add(unit)
-                if not options.dry_run:
-                    planned.reads = pool.submit(_fetch, source, ent, planned.last_reset, meter)
-            except Exception as exc:
-                planned.error = exc
+            if planned.error is None and not options.dry_run:
+                planned.balances = pool.submit(_balances, source, planned.ent, planned.last_reset)
+                if planned.meter is not None:
+                    reads.start(planned.meter, planned.ent.subject_key)
             return True
 
-        while len(queue) < AHEAD and await plan_next():
+        group: list[EntitlementImport] = []
+
+        async def flush() -> None:
+            nonlocal written
+            batch = list(group)
+            group.clear()
+            if not batch:
+                return
+            results: list[bool | None]
+            try:
+                results = list(await svc.import_entitlements(rt, batch))
+            except Exception:  # one of them failed: each alone, so that only the failing ones are reported
+                results = []
+                for item in batch:
+                    try:
+                        results.append(await svc.import_entitlement(rt, item))
+                    except Exception as exc:
+                        e = item.entitlement
+                        _error(tally, f"entitlement {e.id} ({e.subject_key}/{e.feature_key})", exc)
+                        results.append(None)
+            for ok in results:
+                progress.advance(task)
+                if ok is None:
+                    continue
+                if not ok:
+                    tally.skipped += 1
+                    continue
+                tally.imported += 1
+                written += 1
+                if after_entitlement is not None:
+                    try:
+                        after_entitlement(written)
+                    except BaseException:
+                        for p in queue:  # stop the reads still queued
+                            if p.balances is not None:
+                                p.balances.cancel()
+                        reads.cancel()
+                        raise
+
+        while len(queue) < AHEAD and plan_next():
             pass
         while queue:
             planned = queue.popleft()
-            await plan_next()
+            plan_next()
             ent = planned.ent
             try:
                 if planned.error is not None:
                     raise planned.error
                 if options.dry_run:
                     tally.imported += 1
+                    progress.advance(task)
                     continue
-                assert planned.reads is not None
-                usage, balances = await asyncio.wrap_future(planned.reads)
-                item = EntitlementImport(ent, listing.grants.get(ent.id, []), planned.last_reset, usage, balances)
-                if not await svc.import_entitlement(rt, item):
-                    tally.skipped += 1
-                    continue
-                tally.imported += 1
-                written += 1
+                usage = []
+                if planned.meter is not None:
+                    minutes = await reads.minutes(planned.meter, ent.subject_key)
+                    usage = [Usage(planned.meter, ent.subject_key, minutes)]
+                assert planned.balances is not None
+                balances = await asyncio.wrap_future(planned.balances)
             except Exception as exc:
                 _error(tally, f"entitlement {ent.id} ({ent.subject_key}/{ent.feature_key})", exc)
-                continue
-            finally:
                 progress.advance(task)
-            if after_entitlement is not None:
-                try:
-                    after_entitlement(written)
-                except BaseException:
-                    for p in queue:  # stop the reads still queued
-                        if p.reads is not None:
-                            p.reads.cancel()
-                    raise
+                continue
+            group.append(EntitlementImport(ent, listing.grants.get(ent.id, []), planned.last_reset, usage,
+                                           balances))
+            if len(group) >= WRITE_BATCH:
+                await flush()
+        await flush()
 
 
 async def _usage(rt: Runtime, source: Source, meters: Sequence[Meter], options: Options, progress: Progress,
@@ -300,15 +441,16 @@ async def _usage(rt: Runtime, source: Source, meters: Sequence[Meter], options: 
             continue
         units += [(m, s) for s in subjects if (m.id, s) not in done
                   and (options.subjects is None or s in options.subjects)]
-    task = progress.add_task("usage", total=len(units))
-    for meter, subject in units:
-        try:
-            if await svc.usage_imported(rt, meter.id, subject):
-                tally.skipped += 1
-            elif options.dry_run or await svc.import_usage(rt, Usage(meter, subject, source.usage(meter, subject))):
-                tally.imported += 1
-            else:
-                tally.skipped += 1
-        except Exception as exc:
-            _error(tally, f"usage of meter {meter.slug} for {subject}", exc)
-        progress.advance(task)
+    stored = await _stored_usage(rt, units)
+    with ThreadPoolExecutor(FETCHERS) as pool:
+        reads = _UsageReads(source, pool, [u for u in units if (u[0].id, u[1]) not in stored])
+
+        async def there(unit: tuple[Meter, str]) -> bool:
+            return (unit[0].id, unit[1]) in stored
+
+        async def write(unit: tuple[Meter, str]) -> bool:
+            meter, subject = unit
+            return await svc.import_usage(rt, Usage(meter, subject, await reads.minutes(meter, subject)))
+
+        await _each(progress, "usage", units, tally, lambda u: f"usage of meter {u[0].slug} for {u[1]}", there,
+                    None if options.dry_run else write)

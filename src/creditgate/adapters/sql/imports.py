@@ -1,5 +1,6 @@
-"""Storage for `creditgate import` (services/imports.py): rows written as the source had them - given ids,
-past creation times, archived features, deleted entitlements, voided grants - and imported minute aggregates."""
+"""Storage for `creditgate import` (services/imports.py): what only the import needs - which ids are stored,
+subjects with their ids, imported minute aggregates. Features, entitlements, grants and resets are written
+by their own modules' inserts, which store the records as given (archived, deleted, voided, past times)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,10 @@ import orjson
 from sqlalchemy import Table, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from creditgate.adapters.sql.dialect import dialect_name, insert_unique, upsert
-from creditgate.adapters.sql.features import live_by_key
+from creditgate.adapters.sql.dialect import dialect_name, upsert
 from creditgate.adapters.sql.tables import EntitlementRow, FeatureRow, MeterMinuteRow, MeterRow, SubjectRow
 from creditgate.adapters.sql.types import exact_add
-from creditgate.domain.errors import Conflict
-from creditgate.records import Entitlement, Feature, Subject
+from creditgate.records import Subject
 
 MINUTES: Table = MeterMinuteRow.__table__  # type: ignore[attr-defined]
 SUBJECTS: Table = SubjectRow.__table__  # type: ignore[attr-defined]
@@ -63,42 +62,24 @@ async def insert_subject(session: AsyncSession, subject: Subject) -> bool:
     return result.first() is not None
 
 
-async def insert_feature(session: AsyncSession, feature: Feature) -> None:
-    """A feature as it was, archived or not; a live key in use is CONFLICT."""
-    row = FeatureRow(id=feature.id, key=feature.key, name=feature.name, metadata_=feature.metadata,
-                     meter_slug=feature.meter_slug, meter_group_by_filters=feature.meter_group_by_filters,
-                     archived_at=feature.archived_at, created_at=feature.created_at, updated_at=feature.updated_at)
-
-    async def conflict() -> Conflict:
-        existing = await live_by_key(session, feature.key)
-        return Conflict(f"feature key {feature.key!r} is in use",
-                        conflicting_entity_id=existing.id if existing else None)
-
-    await insert_unique(session, row, "uq_features_key_live", conflict)
-
-
-async def insert_entitlement(session: AsyncSession, e: Entitlement) -> None:
-    """An entitlement as it was, deleted or not; a second active one for (subject, feature) is CONFLICT."""
-    row = EntitlementRow(
-        id=e.id, type=e.type, subject_key=e.subject_key, feature_id=e.feature_id, feature_key=e.feature_key,
-        metadata_=e.metadata, config=e.config, is_soft_limit=e.is_soft_limit,
-        usage_period_interval=e.usage_period_interval, usage_period_anchor=e.usage_period_anchor,
-        measure_usage_from=e.measure_usage_from, issue_after_reset=e.issue_after_reset,
-        issue_after_reset_priority=e.issue_after_reset_priority, created_at=e.created_at,
-        updated_at=e.updated_at, deleted_at=e.deleted_at)
-
-    async def conflict() -> Conflict:
-        return Conflict(f"subject {e.subject_key!r} already has an active entitlement for feature "
-                        f"{e.feature_key!r}")
-
-    await insert_unique(session, row, "uq_entitlements_active", conflict)
-
-
 async def has_imported_minutes(session: AsyncSession, meter_id: str, subject: str) -> bool:
     stmt = select(func.count()).select_from(MINUTES).where(
         MINUTES.c.meter_id == meter_id, MINUTES.c.subject == subject, MINUTES.c.imported.is_not(None))
     found = (await (await session.connection()).execute(stmt.limit(1))).scalar()
     return bool(found)
+
+
+async def subjects_with_imported_minutes(session: AsyncSession, meter_id: str, subjects: Sequence[str]) -> set[str]:
+    """Which of these subjects have imported minutes of the meter (has_imported_minutes for many: one index
+    probe per subject, CHUNK subjects per statement)."""
+    out: set[str] = set()
+    unique = sorted(set(subjects))
+    conn = await session.connection()
+    for i in range(0, len(unique), CHUNK):
+        stmt = select(MINUTES.c.subject).distinct().where(
+            MINUTES.c.meter_id == meter_id, MINUTES.c.subject.in_(unique[i:i + CHUNK]), MINUTES.c.imported.is_not(None))
+        out.update(r[0] for r in (await conn.execute(stmt)).all())
+    return out
 
 
 async def add_imported_minutes(session: AsyncSession, rows: Sequence[ImportedMinute]) -> None:
