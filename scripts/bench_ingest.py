@@ -251,7 +251,16 @@ def main() -> None:
     parser.add_argument("--scenario", choices=["spread", "live"], default="spread")
     parser.add_argument("--clients", type=int, default=1, help="batches in flight at once (as several producers)")
     parser.add_argument("--profile", choices=["svc", "gql", "rest"], help="print a pyinstrument profile of one path")
+    parser.add_argument("--notifications", action="store_true",
+                        help="instead: ingest with and without a notification rule, and write -> webhook latency "
+                             "(scripts/bench_notifications.py, same --backend/--batches/--pg)")
     args = parser.parse_args()
+    if args.notifications:
+        import subprocess
+        import sys
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_notifications.py")
+        raise SystemExit(subprocess.call([sys.executable, script, "--backend", args.backend,
+                                          "--batches", str(args.batches), "--pg", args.pg]))
     global SPREAD, CLIENTS
     SPREAD = args.scenario == "spread"
     CLIENTS = args.clients
