@@ -55,6 +55,7 @@ class RedisSignals:
         self._pub = self._client()
         self._owed = False  # a publish failed: a gap message is due
         self._task: asyncio.Task[None] | None = None
+        self._repaying: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()  # the listener is subscribed (tests wait for it)
 
     def _client(self) -> Redis | RedisCluster:
@@ -103,6 +104,15 @@ class RedisSignals:
             if not self._owed:
                 log.warning("change signal not published (%s): every process resyncs once Redis answers", exc)
             self._owed = True
+            if self._repaying is None or self._repaying.done():
+                self._repaying = asyncio.create_task(self._repay())
+
+    async def _repay(self) -> None:
+        """After a failed publish, the gap message is sent as soon as Redis takes it, even when no other write
+        comes and this process's listener never lost its own connection (it may already be on the new master)."""
+        while self._owed:
+            await asyncio.sleep(self.retry)
+            await self.publish(GAP)
 
     async def _listen(self, deliver: Callable[[bytes], Awaitable[None]], gap: Callable[[], Awaitable[None]]) -> None:
         lost = False
@@ -156,10 +166,11 @@ class RedisSignals:
                 await deliver(data if isinstance(data, bytes) else str(data).encode())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        for task in (self._task, self._repaying):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         with contextlib.suppress(Exception):
             await close(self._pub)
 
