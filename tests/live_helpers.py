@@ -158,11 +158,11 @@ class Socket:
                                        "payload": {"query": query, "variables": {"s": subject, "f": features}}}))
         return op
 
-    async def message(self, op: str) -> dict[str, Any]:
-        return await asyncio.wait_for(self.inbox.setdefault(op, asyncio.Queue()).get(), WAIT)
+    async def message(self, op: str, wait: float = WAIT) -> dict[str, Any]:
+        return await asyncio.wait_for(self.inbox.setdefault(op, asyncio.Queue()).get(), wait)
 
-    async def update(self, op: str) -> dict[str, Any]:
-        msg = await self.message(op)
+    async def update(self, op: str, wait: float = WAIT) -> dict[str, Any]:
+        msg = await self.message(op, wait)
         assert msg["type"] == "next", msg
         assert "errors" not in msg["payload"], msg
         data: dict[str, Any] = msg["payload"]["data"]["entitlementValues"]

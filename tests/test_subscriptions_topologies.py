@@ -21,7 +21,7 @@ from creditgate.adapters.cache import redis_signals
 from creditgate.services.runtime import Runtime
 from tests.conftest import GQL, Backend, Clock
 from tests.ent_helpers import CREATE_ENT, events, grant, value
-from tests.live_helpers import START, LiveServer, Socket, api, live_server, socket_to
+from tests.live_helpers import START, WAIT, LiveServer, Socket, api, live_server, socket_to
 from tests.redis_topologies import Cluster, Node, SentinelSetup, wait_for
 
 # Collected here too, with this module's `srv` (the listening server) and `gq` (the writing one):
@@ -133,10 +133,16 @@ async def test_every_write_cause_crosses(srv: LiveServer, gq: GQL) -> None:
         assert sock.pending(op) == 0
 
 
-async def until_cause(sock: Socket, op: str, cause: str, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+# After a failover: the cluster's gossip and the listeners' retries take several seconds on a loaded 2-core
+# machine (CI saw more than WAIT); still a bound, never a timing assertion.
+FAILOVER_WAIT = 60.0
+
+
+async def until_cause(sock: Socket, op: str, cause: str, skip: frozenset[str] = frozenset(),
+                      wait: float = WAIT) -> dict[str, Any]:
     """The next update of `cause`, skipping updates of the causes in `skip` (any other is a failure)."""
     while True:
-        u = await sock.update(op)
+        u = await sock.update(op, wait)
         if u["cause"] == cause:
             return u
         assert u["cause"] in skip, u
@@ -171,16 +177,16 @@ async def test_failover_mid_subscription(pair: tuple[Setup, LiveServer, LiveServ
                     return setup.master() is not node
                 return node.port not in setup.primaries()
             await asyncio.to_thread(wait_for, promoted, "the failover")
-            resync = await until_cause(sock, op, "RESYNC")  # subscribed again, on the new master
+            resync = await until_cause(sock, op, "RESYNC", wait=FAILOVER_WAIT)  # subscribed again, on the new master
             assert resync["value"]["usage"] == 42
 
             # The writing server's own gap (its failed publish) may still be on its way: another RESYNC,
             # which absorbs a change that arrives while it is pending (docs/semantics.md §10).
             await events(gq, "acme", ("2024-01-15T12:00:00Z", 1))
-            u = await sock.update(op)
+            u = await sock.update(op, FAILOVER_WAIT)
             while u["value"]["usage"] != 43:
                 assert (u["cause"], u["value"]["usage"]) == ("RESYNC", 42), u
-                u = await sock.update(op)
+                u = await sock.update(op, FAILOVER_WAIT)
                 assert u["cause"] in ("INGEST", "RESYNC"), u
             await events(gq, "acme", ("2024-01-15T12:00:00Z", 1))  # live again: every gap is behind
             u = await sock.update(op)
