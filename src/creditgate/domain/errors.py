@@ -6,10 +6,11 @@ from __future__ import annotations
 class DomainError(Exception):
     code = "INTERNAL"
 
-    def __init__(self, message: str, *, conflicting_entity_id: str | None = None) -> None:
+    def __init__(self, message: str, *, conflicting_entity_id: str | None = None, index: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.conflicting_entity_id = conflicting_entity_id
+        self.index = index  # the failing item of a batch, when a batch failed
 
 
 class BadInput(DomainError):

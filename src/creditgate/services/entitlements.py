@@ -13,11 +13,11 @@ from creditgate.adapters.sql import features as feature_repo
 from creditgate.adapters.sql import grants as grant_repo
 from creditgate.adapters.sql import snapshots as snap_repo
 from creditgate.adapters.sql.db import Session
-from creditgate.adapters.sql.subjects import ensure_subject
+from creditgate.adapters.sql.subjects import ensure_subject, ensure_subjects
 from creditgate.domain import Interval, current_usage_period, floor_m, period_start
-from creditgate.domain.errors import BadInput, NotFound
-from creditgate.records import Entitlement, EntitlementType, Grant, Reset, ValueChangeCause, new_id
-from creditgate.services import invalidation, validation
+from creditgate.domain.errors import BadInput, Conflict, NotFound
+from creditgate.records import Entitlement, EntitlementType, Feature, Grant, Reset, ValueChangeCause, new_id
+from creditgate.services import batches, invalidation, validation
 from creditgate.services.balances import expires_at, to_metered
 from creditgate.services.features import check_page
 from creditgate.services.runtime import Runtime
@@ -79,47 +79,101 @@ def _check_fields(inp: EntitlementInput) -> None:
             raise BadInput("issueAfterReset must be > 0")
 
 
-async def create_entitlement(rt: Runtime, subject_key: str, inp: EntitlementInput, *,
-                             replacing: str | None = None) -> Entitlement:
+def _check_input(subject_key: str, inp: EntitlementInput) -> dict[str, Any]:
+    """The checks that need no database; returns the metadata to store."""
     check_subject_key(subject_key)
     validation.lookup(inp.feature_key, "featureKey")
     _check_fields(inp)
-    meta = check_metadata(inp.metadata)
+    return check_metadata(inp.metadata)
+
+
+def _check_feature(inp: EntitlementInput, feature: Feature | None) -> Feature:
+    if feature is None:
+        raise NotFound(f"feature {inp.feature_key!r} not found")
+    if inp.type == EntitlementType.METERED and not feature.meter_slug:
+        raise BadInput(f"feature {feature.key!r} has no meter: it cannot be METERED")
+    return feature
+
+
+def _build(subject_key: str, inp: EntitlementInput, feature: Feature, meta: dict[str, Any],
+           now: datetime) -> tuple[Entitlement, Grant | None]:
+    """The entitlement to store, and the grant its issueAfterReset makes (docs/semantics.md §3.3)."""
+    metered = inp.type == EntitlementType.METERED
+    iar = to_amount(inp.issue_after_reset, "issueAfterReset") if inp.issue_after_reset is not None else None
+    iar_priority = (inp.issue_after_reset_priority if inp.issue_after_reset_priority is not None else 1) \
+        if iar is not None else None
+    measure = floor_m(inp.measure_usage_from or now) if metered else None
+    ent = Entitlement(
+        id=new_id(), type=inp.type, subject_key=subject_key, feature_id=feature.id, feature_key=feature.key,
+        metadata=meta, config=inp.config if inp.type == EntitlementType.STATIC else None,
+        is_soft_limit=bool(inp.is_soft_limit) if metered else False,
+        usage_period_interval=inp.usage_period_interval if metered else None,
+        usage_period_anchor=floor_m(inp.usage_period_anchor or now) if metered else None,
+        measure_usage_from=measure, issue_after_reset=iar, issue_after_reset_priority=iar_priority,
+        created_at=now, updated_at=now, deleted_at=None)
+    if iar is None or measure is None:
+        return ent, None
+    return ent, Grant(
+        id=new_id(), entitlement_id=ent.id, amount=iar, priority=iar_priority or 1,
+        effective_at=measure, expiration_duration=Interval.YEAR, expiration_count=100,
+        expires_at=expires_at(measure, Interval.YEAR, 100), recurrence_interval=None, recurrence_anchor=None,
+        min_rollover=iar, max_rollover=iar, metadata={"issueAfterReset": "true"}, voided_at=None,
+        created_at=now, updated_at=now)
+
+
+async def create_entitlement(rt: Runtime, subject_key: str, inp: EntitlementInput, *,
+                             replacing: str | None = None) -> Entitlement:
+    meta = _check_input(subject_key, inp)
     now = rt.now()
     async with rt.db.transaction() as s:
         if replacing is not None:
             await _retire(s, subject_key, replacing, inp.feature_key, now)
-        feature = await feature_repo.live_by_key(s, inp.feature_key)
-        if feature is None:
-            raise NotFound(f"feature {inp.feature_key!r} not found")
-        if inp.type == EntitlementType.METERED and not feature.meter_slug:
-            raise BadInput(f"feature {feature.key!r} has no meter: it cannot be METERED")
+        feature = _check_feature(inp, await feature_repo.live_by_key(s, inp.feature_key))
         await ensure_subject(s, subject_key, now)
-        metered = inp.type == EntitlementType.METERED
-        iar = to_amount(inp.issue_after_reset, "issueAfterReset") if inp.issue_after_reset is not None else None
-        iar_priority = (inp.issue_after_reset_priority if inp.issue_after_reset_priority is not None else 1) \
-            if iar is not None else None
-        measure = floor_m(inp.measure_usage_from or now) if metered else None
-        ent = Entitlement(
-            id=new_id(), type=inp.type, subject_key=subject_key, feature_id=feature.id, feature_key=feature.key,
-            metadata=meta, config=inp.config if inp.type == EntitlementType.STATIC else None,
-            is_soft_limit=bool(inp.is_soft_limit) if metered else False,
-            usage_period_interval=inp.usage_period_interval if metered else None,
-            usage_period_anchor=floor_m(inp.usage_period_anchor or now) if metered else None,
-            measure_usage_from=measure, issue_after_reset=iar, issue_after_reset_priority=iar_priority,
-            created_at=now, updated_at=now, deleted_at=None)
+        ent, grant = _build(subject_key, inp, feature, meta, now)
         ent = await repo.insert_entitlement(s, ent)
-        if iar is not None and measure is not None:
-            amount = iar
-            await grant_repo.insert_grant(s, Grant(
-                id=new_id(), entitlement_id=ent.id, amount=amount, priority=iar_priority or 1,
-                effective_at=measure, expiration_duration=Interval.YEAR, expiration_count=100,
-                expires_at=expires_at(measure, Interval.YEAR, 100), recurrence_interval=None, recurrence_anchor=None,
-                min_rollover=amount, max_rollover=amount, metadata={"issueAfterReset": "true"}, voided_at=None,
-                created_at=now, updated_at=now))
+        if grant is not None:
+            await grant_repo.insert_grant(s, grant)
         await invalidation.values_change_in_tx(s, [subject_key])
     await invalidation.invalidate_subjects(rt, [subject_key], ValueChangeCause.ENTITLEMENT)
     return ent
+
+
+async def create_entitlements(rt: Runtime, items: Sequence[tuple[str, EntitlementInput]]) -> list[Entitlement]:
+    """Create a batch of (subject key, input): every one or none, in one transaction, with the rules and
+    errors of create_entitlement; an error names the failing item (docs/semantics.md §3.7)."""
+    batches.check_size(len(items))
+    metas: list[dict[str, Any]] = []
+    first: dict[tuple[str, str], int] = {}
+    for i, (subject_key, inp) in enumerate(items):
+        with batches.item(i):
+            metas.append(_check_input(subject_key, inp))
+            earlier = first.setdefault((subject_key, inp.feature_key), i)
+            if earlier != i:  # one active entitlement per subject and feature (docs/semantics.md §3.2)
+                raise Conflict(f"subject {subject_key!r} gets feature {inp.feature_key!r} twice in this batch "
+                               f"(inputs[{earlier}])")
+    if not items:
+        return []
+    now = rt.now()
+    subjects = sorted({k for k, _ in items})
+    async with rt.db.transaction() as s:
+        features = await feature_repo.live_by_keys(s, sorted({inp.feature_key for _, inp in items}))
+        built: list[tuple[Entitlement, Grant | None]] = []
+        for i, (subject_key, inp) in enumerate(items):
+            with batches.item(i):
+                feature = _check_feature(inp, features.get(inp.feature_key))
+                built.append(_build(subject_key, inp, feature, metas[i], now))
+        active = await repo.active_of(s, subjects, sorted({e.feature_id for e, _ in built}))
+        for i, (ent, _) in enumerate(built):
+            existing = active.get((ent.subject_key, ent.feature_id))
+            if existing is not None:
+                raise batches.at_index(i, repo.conflict_error(ent, existing))
+        await ensure_subjects(s, subjects, now)
+        await repo.insert_entitlements(s, [e for e, _ in built])
+        await grant_repo.insert_grants(s, [g for _, g in built if g is not None])
+        await invalidation.values_change_in_tx(s, subjects)
+    await invalidation.invalidate_subjects(rt, subjects, ValueChangeCause.ENTITLEMENT)
+    return [e for e, _ in built]
 
 
 async def override_entitlement(rt: Runtime, subject_key: str, ref: str, inp: EntitlementInput) -> Entitlement:

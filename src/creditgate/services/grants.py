@@ -13,8 +13,8 @@ from creditgate.adapters.sql import grants as repo
 from creditgate.adapters.sql import snapshots as snap_repo
 from creditgate.domain import Interval, Recurrence, floor_m, period_start, recurrence_at_or_after
 from creditgate.domain.errors import BadInput, NotFound
-from creditgate.records import EntitlementType, Grant, ValueChangeCause, new_id
-from creditgate.services import invalidation, validation
+from creditgate.records import Entitlement, EntitlementType, Grant, Reset, ValueChangeCause, new_id
+from creditgate.services import batches, invalidation, validation
 from creditgate.services.balances import expires_at, to_metered
 from creditgate.services.entitlements import PERIODS, check_priority, resolve, to_amount
 from creditgate.services.features import check_page
@@ -58,38 +58,107 @@ def _check(inp: GrantInput) -> tuple[Decimal, Decimal, Decimal]:
     return amount, lo, hi
 
 
-async def create_grant(rt: Runtime, subject_key: str, ref: str, inp: GrantInput) -> Grant:
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A grant input after the checks that need no database."""
+
+    amount: Decimal
+    min_rollover: Decimal
+    max_rollover: Decimal
+    metadata: dict[str, Any]
+    effective_at: datetime
+    expires_at: datetime
+
+
+def _check_input(subject_key: str, ref: str, inp: GrantInput) -> _Checked:
     validation.lookup(subject_key, "subject key")
     validation.lookup(ref, "entitlement id or feature key")
     amount, lo, hi = _check(inp)
     meta = check_metadata(inp.metadata)
-    now = rt.now()
     effective = floor_m(inp.effective_at)
-    ends = expires_at(effective, inp.expiration_duration, inp.expiration_count)
+    return _Checked(amount, lo, hi, meta, effective,
+                    expires_at(effective, inp.expiration_duration, inp.expiration_count))
+
+
+def _check_target(ent: Entitlement | None, subject_key: str, ref: str, resets: Sequence[Reset],
+                  effective: datetime, now: datetime) -> Entitlement:
+    """The entitlement the grant goes to (docs/semantics.md §5.2), locked and read again."""
+    if ent is None or not ent.visible_at(now):
+        raise NotFound(f"no entitlement {ref!r} for subject {subject_key!r}")
+    if ent.type != EntitlementType.METERED:
+        raise BadInput("only METERED entitlements take grants")
+    start = period_start(to_metered(ent, resets), now)
+    if effective < start:
+        raise BadInput(f"effectiveAt must be at or after the current period start {start.isoformat()}")
+    return ent
+
+
+def _build(ent: Entitlement, inp: GrantInput, c: _Checked, now: datetime) -> Grant:
+    return Grant(
+        id=new_id(), entitlement_id=ent.id, amount=c.amount, priority=inp.priority, effective_at=c.effective_at,
+        expiration_duration=inp.expiration_duration, expiration_count=inp.expiration_count, expires_at=c.expires_at,
+        recurrence_interval=inp.recurrence_interval,
+        recurrence_anchor=floor_m(inp.recurrence_anchor or c.effective_at) if inp.recurrence_interval else None,
+        min_rollover=c.min_rollover, max_rollover=c.max_rollover, metadata=c.metadata, voided_at=None,
+        created_at=now, updated_at=now)
+
+
+async def create_grant(rt: Runtime, subject_key: str, ref: str, inp: GrantInput) -> Grant:
+    c = _check_input(subject_key, ref, inp)
+    now = rt.now()
     async with rt.db.transaction() as s:
         found = resolve(await ent_repo.by_refs(s, [subject_key], [ref]), subject_key, ref, now)
         if found is None:
             raise NotFound(f"no entitlement {ref!r} for subject {subject_key!r}")
         ent = await ent_repo.get_entitlement(s, found.id, lock=True)
-        if ent is None or not ent.visible_at(now):
-            raise NotFound(f"no entitlement {ref!r} for subject {subject_key!r}")
-        if ent.type != EntitlementType.METERED:
-            raise BadInput("only METERED entitlements take grants")
-        resets = (await ent_repo.resets_of(s, [ent.id]))[ent.id]
-        start = period_start(to_metered(ent, resets), now)
-        if effective < start:
-            raise BadInput(f"effectiveAt must be at or after the current period start {start.isoformat()}")
-        grant = Grant(
-            id=new_id(), entitlement_id=ent.id, amount=amount, priority=inp.priority, effective_at=effective,
-            expiration_duration=inp.expiration_duration, expiration_count=inp.expiration_count, expires_at=ends,
-            recurrence_interval=inp.recurrence_interval,
-            recurrence_anchor=floor_m(inp.recurrence_anchor or effective) if inp.recurrence_interval else None,
-            min_rollover=lo, max_rollover=hi, metadata=meta, voided_at=None, created_at=now, updated_at=now)
+        resets = (await ent_repo.resets_of(s, [found.id]))[found.id]
+        ent = _check_target(ent, subject_key, ref, resets, c.effective_at, now)
+        grant = _build(ent, inp, c, now)
         await repo.insert_grant(s, grant)
-        await snap_repo.drop_from(s, [ent.id], effective)
+        await snap_repo.drop_from(s, [ent.id], c.effective_at)
         await invalidation.values_change_in_tx(s, [ent.subject_key])
     await invalidation.invalidate_subjects(rt, [ent.subject_key], ValueChangeCause.GRANT)
     return grant
+
+
+async def create_grants(rt: Runtime, items: Sequence[tuple[str, str, GrantInput]]) -> list[Grant]:
+    """Create a batch of (subject key, entitlement id or feature key, input): every one or none, in one
+    transaction, with the rules and errors of create_grant; an error names the failing item
+    (docs/semantics.md §3.7)."""
+    batches.check_size(len(items))
+    checked: list[_Checked] = []
+    for i, (subject_key, ref, inp) in enumerate(items):
+        with batches.item(i):
+            checked.append(_check_input(subject_key, ref, inp))
+    if not items:
+        return []
+    now = rt.now()
+    async with rt.db.transaction() as s:
+        candidates: dict[str, list[Entitlement]] = {}
+        for e in await ent_repo.by_refs(s, [k for k, _, _ in items], [r for _, r, _ in items]):
+            candidates.setdefault(e.subject_key, []).append(e)
+        found: list[str] = []
+        for i, (subject_key, ref, _) in enumerate(items):
+            with batches.item(i):
+                hit = resolve(candidates.get(subject_key, []), subject_key, ref, now)
+                if hit is None:
+                    raise NotFound(f"no entitlement {ref!r} for subject {subject_key!r}")
+                found.append(hit.id)
+        await ent_repo.lock_entitlements(s, found)  # then read again, as create_grant does
+        ents = await ent_repo.by_ids(s, found)
+        resets = await ent_repo.resets_of(s, sorted(set(found)))
+        grants: list[Grant] = []
+        for i, ((subject_key, ref, inp), c, ent_id) in enumerate(zip(items, checked, found, strict=True)):
+            with batches.item(i):
+                ent = _check_target(ents.get(ent_id), subject_key, ref, resets.get(ent_id, []), c.effective_at, now)
+                grants.append(_build(ent, inp, c, now))
+        await repo.insert_grants(s, grants)
+        # one statement from the earliest effectiveAt: dropping more snapshots is harmless (§6.4)
+        await snap_repo.drop_from(s, sorted(set(found)), min(c.effective_at for c in checked))
+        subjects = sorted({k for k, _, _ in items})
+        await invalidation.values_change_in_tx(s, subjects)
+    await invalidation.invalidate_subjects(rt, subjects, ValueChangeCause.GRANT)
+    return grants
 
 
 async def void_grant(rt: Runtime, grant_id: str) -> Grant:

@@ -234,6 +234,22 @@ class CreateEntitlementInput:
 
 
 @strawberry.input
+class BatchEntitlementInput:
+    subject_key: str
+    input: CreateEntitlementInput
+
+
+def _entitlement_input(input: CreateEntitlementInput) -> svc.EntitlementInput:
+    up = input.usage_period
+    return svc.EntitlementInput(
+        type=input.type.value, feature_key=input.feature_key, metadata=input.metadata,
+        usage_period_interval=up.interval.value if up else None, usage_period_anchor=up.anchor if up else None,
+        has_usage_period=up is not None, is_soft_limit=input.is_soft_limit,
+        measure_usage_from=input.measure_usage_from, issue_after_reset=input.issue_after_reset,
+        issue_after_reset_priority=input.issue_after_reset_priority, config=input.config)
+
+
+@strawberry.input
 class ResetEntitlementInput:
     effective_at: datetime | None = None
     retain_anchor: bool | None = False
@@ -267,14 +283,14 @@ class EntitlementQuery:
 class EntitlementMutation:
     @strawberry.mutation
     async def create_entitlement(self, info: Info, subject_key: str, input: CreateEntitlementInput) -> Entitlement:
-        up = input.usage_period
-        inp = svc.EntitlementInput(
-            type=input.type.value, feature_key=input.feature_key, metadata=input.metadata,
-            usage_period_interval=up.interval.value if up else None, usage_period_anchor=up.anchor if up else None,
-            has_usage_period=up is not None, is_soft_limit=input.is_soft_limit,
-            measure_usage_from=input.measure_usage_from, issue_after_reset=input.issue_after_reset,
-            issue_after_reset_priority=input.issue_after_reset_priority, config=input.config)
-        return of(await svc.create_entitlement(info.context.admin(), subject_key, inp))
+        return of(await svc.create_entitlement(info.context.admin(), subject_key, _entitlement_input(input)))
+
+    # up to 1000 entitlements in one transaction, all or none; a failing input's error has its extensions.index
+    @strawberry.mutation
+    async def create_entitlements(self, info: Info, inputs: list[BatchEntitlementInput]) -> list[Entitlement]:
+        found = await svc.create_entitlements(info.context.admin(),
+                                              [(i.subject_key, _entitlement_input(i.input)) for i in inputs])
+        return [of(e) for e in found]
 
     @strawberry.mutation
     async def delete_entitlement(self, info: Info, subject_key: str, entitlement_id: strawberry.ID) -> bool:

@@ -31,6 +31,8 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
         ext, message = {"code": original.code}, original.message
         if original.conflicting_entity_id:
             ext["conflictingEntityId"] = original.conflicting_entity_id
+        if original.index is not None:
+            ext["index"] = original.index
     elif isinstance(original, OverflowError):
         # Date arithmetic on extreme inputs (year 9999 plus a duration...): the input is at fault.
         ext, message = {"code": "BAD_USER_INPUT"}, "a date or number is out of the supported range"

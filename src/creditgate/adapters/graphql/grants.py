@@ -80,6 +80,23 @@ class CreateGrantInput:
     metadata: JSON | None = None
 
 
+@strawberry.input
+class BatchGrantInput:
+    subject_key: str
+    entitlement_id_or_feature_key: str
+    input: CreateGrantInput
+
+
+def _grant_input(input: CreateGrantInput) -> svc.GrantInput:
+    rec = input.recurrence
+    return svc.GrantInput(
+        amount=input.amount, effective_at=input.effective_at, expiration_duration=input.expiration.duration.value,
+        expiration_count=input.expiration.count, priority=1 if input.priority is None else input.priority,
+        recurrence_interval=rec.interval.value if rec else None, recurrence_anchor=rec.anchor if rec else None,
+        min_rollover=input.min_rollover_amount or 0, max_rollover=input.max_rollover_amount or 0,
+        metadata=input.metadata)
+
+
 @strawberry.type
 class GrantQuery:
     @subject_field(argument)
@@ -99,15 +116,17 @@ class GrantMutation:
     async def create_grant(self, info: Info, subject_key: str, entitlement_id_or_feature_key: str,
                            input: CreateGrantInput) -> Grant:
         rt = info.context.admin()
-        rec = input.recurrence
-        g = await svc.create_grant(rt, subject_key, entitlement_id_or_feature_key, svc.GrantInput(
-            amount=input.amount, effective_at=input.effective_at, expiration_duration=input.expiration.duration.value,
-            expiration_count=input.expiration.count,
-            priority=1 if input.priority is None else input.priority,
-            recurrence_interval=rec.interval.value if rec else None, recurrence_anchor=rec.anchor if rec else None,
-            min_rollover=input.min_rollover_amount or 0, max_rollover=input.max_rollover_amount or 0,
-            metadata=input.metadata))
+        g = await svc.create_grant(rt, subject_key, entitlement_id_or_feature_key, _grant_input(input))
         return Grant.of(g, rt.now())
+
+    # up to 1000 grants in one transaction, all or none; a failing input's error has its extensions.index
+    @strawberry.mutation
+    async def create_grants(self, info: Info, inputs: list[BatchGrantInput]) -> list[Grant]:
+        rt = info.context.admin()
+        found = await svc.create_grants(rt, [(i.subject_key, i.entitlement_id_or_feature_key, _grant_input(i.input))
+                                             for i in inputs])
+        now = rt.now()
+        return [Grant.of(g, now) for g in found]
 
     @strawberry.mutation
     async def void_grant(self, info: Info, id: strawberry.ID) -> Grant:

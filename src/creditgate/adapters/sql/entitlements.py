@@ -8,10 +8,11 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, or_, update
 from sqlalchemy import select as core_select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from creditgate.adapters.sql.dialect import dialect_name, insert_unique
+from creditgate.adapters.sql.dialect import dialect_name, insert_unique, is_unique_violation
 from creditgate.adapters.sql.tables import EntitlementRow, FeatureRow, MeterRow, ResetRow
 from creditgate.domain.errors import Conflict
 from creditgate.records import Entitlement, EntitlementType, Reset
@@ -73,12 +74,54 @@ async def insert_entitlement(session: AsyncSession, e: Entitlement) -> Entitleme
         issue_after_reset_priority=e.issue_after_reset_priority, created_at=e.created_at,
         updated_at=e.updated_at, deleted_at=e.deleted_at)
     async def conflict() -> Conflict:
-        existing = await active_for(session, e.subject_key, e.feature_id)
-        return Conflict(f"subject {e.subject_key!r} already has an active entitlement for feature "
-                        f"{e.feature_key!r}", conflicting_entity_id=existing.id if existing else None)
+        return conflict_error(e, await active_for(session, e.subject_key, e.feature_id))
 
     await insert_unique(session, row, "uq_entitlements_active", conflict)
     return to_entitlement(row)
+
+
+def conflict_error(e: Entitlement, existing: Entitlement | None) -> Conflict:
+    """The CONFLICT of a second active entitlement for (subject, feature)."""
+    return Conflict(f"subject {e.subject_key!r} already has an active entitlement for feature "
+                    f"{e.feature_key!r}", conflicting_entity_id=existing.id if existing else None)
+
+
+def _row(e: Entitlement) -> dict[str, Any]:
+    return {"id": e.id, "type": e.type, "subject_key": e.subject_key, "feature_id": e.feature_id,
+            "feature_key": e.feature_key, "metadata": e.metadata, "config": e.config,
+            "is_soft_limit": e.is_soft_limit, "usage_period_interval": e.usage_period_interval,
+            "usage_period_anchor": e.usage_period_anchor, "measure_usage_from": e.measure_usage_from,
+            "issue_after_reset": e.issue_after_reset, "issue_after_reset_priority": e.issue_after_reset_priority,
+            "created_at": e.created_at, "updated_at": e.updated_at, "deleted_at": e.deleted_at}
+
+
+async def insert_entitlements(session: AsyncSession, ents: Sequence[Entitlement]) -> None:
+    """Insert many in one statement (a batch); the caller has checked for active ones already (active_of),
+    so a unique violation here is a concurrent insert: CONFLICT, and the transaction fails whole."""
+    if not ents:
+        return
+    conn = await session.connection()
+    try:
+        await conn.execute(_E.insert(), [_row(e) for e in ents])
+    except IntegrityError as exc:
+        if not is_unique_violation(exc, "uq_entitlements_active"):
+            raise
+        raise Conflict("an entitlement of this batch was created concurrently: nothing was written") from None
+
+
+_ACTIVE_OF = core_select(*ENT_COLS).where(
+    _E.c.subject_key.in_(bindparam("subjects", expanding=True)),
+    _E.c.feature_id.in_(bindparam("features", expanding=True)), _E.c.deleted_at.is_(None))
+
+
+async def active_of(session: AsyncSession, subjects: Sequence[str],
+                    feature_ids: Sequence[str]) -> dict[tuple[str, str], Entitlement]:
+    """The active entitlements among these subjects and features, by (subject key, feature id)."""
+    if not subjects or not feature_ids:
+        return {}
+    conn = await session.connection()
+    rows = await conn.execute(_ACTIVE_OF, {"subjects": list(subjects), "features": list(feature_ids)})
+    return {(e.subject_key, e.feature_id): e for e in map(entitlement_of, rows)}
 
 
 async def get_entitlement(session: AsyncSession, ent_id: str, *, lock: bool = False) -> Entitlement | None:

@@ -62,6 +62,14 @@ async def live_by_key(session: AsyncSession, key: str) -> Feature | None:
     return to_feature(row) if row else None
 
 
+async def live_by_keys(session: AsyncSession, keys: Sequence[str]) -> dict[str, Feature]:
+    """The live features with these keys, by key."""
+    if not keys:
+        return {}
+    rows = (await session.exec(_live().where(col(FeatureRow.key).in_(sorted(set(keys)))))).all()
+    return {r.key: to_feature(r) for r in rows}
+
+
 async def insert_feature(session: AsyncSession, feature: Feature) -> Feature:
     """Insert the feature as given (archived too: `creditgate import`); a live key in use is CONFLICT."""
     row = FeatureRow(id=feature.id, key=feature.key, name=feature.name, metadata_=feature.metadata,

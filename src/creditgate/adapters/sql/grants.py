@@ -54,6 +54,20 @@ async def insert_grant(session: AsyncSession, g: Grant) -> Grant:
     return g
 
 
+async def insert_grants(session: AsyncSession, grants: Sequence[Grant]) -> None:
+    """Insert many in one statement (a batch)."""
+    if not grants:
+        return
+    conn = await session.connection()
+    await conn.execute(_G.insert(), [{
+        "id": g.id, "entitlement_id": g.entitlement_id, "amount": g.amount, "priority": g.priority,
+        "effective_at": g.effective_at, "expiration_duration": g.expiration_duration,
+        "expiration_count": g.expiration_count, "expires_at": g.expires_at,
+        "recurrence_interval": g.recurrence_interval, "recurrence_anchor": g.recurrence_anchor,
+        "min_rollover": g.min_rollover, "max_rollover": g.max_rollover, "metadata": g.metadata,
+        "voided_at": g.voided_at, "created_at": g.created_at, "updated_at": g.updated_at} for g in grants])
+
+
 async def get_grant(session: AsyncSession, grant_id: str, *, lock: bool = False) -> Grant | None:
     stmt = select(GrantRow).where(col(GrantRow.id) == grant_id)
     if lock and dialect_name(session) == "postgresql":

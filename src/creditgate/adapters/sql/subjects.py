@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +39,16 @@ async def ensure_subject(session: AsyncSession, key: str, now: datetime) -> None
     table = SubjectRow.__table__  # type: ignore[attr-defined]
     stmt = upsert(session, table).values(id=new_id(), key=key, display_name=None, metadata={},
                                          created_at=now, updated_at=now)
+    await session.exec(stmt.on_conflict_do_nothing(index_elements=["key"]))
+
+
+async def ensure_subjects(session: AsyncSession, keys: Sequence[str], now: datetime) -> None:
+    """ensure_subject for many keys, in one statement."""
+    if not keys:
+        return
+    table = SubjectRow.__table__  # type: ignore[attr-defined]
+    stmt = upsert(session, table).values([{"id": new_id(), "key": k, "display_name": None, "metadata": {},
+                                           "created_at": now, "updated_at": now} for k in sorted(set(keys))])
     await session.exec(stmt.on_conflict_do_nothing(index_elements=["key"]))
 
 
