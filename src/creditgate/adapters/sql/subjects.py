@@ -43,13 +43,14 @@ async def ensure_subject(session: AsyncSession, key: str, now: datetime) -> None
 
 
 async def ensure_subjects(session: AsyncSession, keys: Sequence[str], now: datetime) -> None:
-    """ensure_subject for many keys, in one statement."""
+    """ensure_subject for many keys, in one statement run over the keys (compiled once, whatever the count)."""
     if not keys:
         return
     table = SubjectRow.__table__  # type: ignore[attr-defined]
-    stmt = upsert(session, table).values([{"id": new_id(), "key": k, "display_name": None, "metadata": {},
-                                           "created_at": now, "updated_at": now} for k in sorted(set(keys))])
-    await session.exec(stmt.on_conflict_do_nothing(index_elements=["key"]))
+    stmt = upsert(session, table).on_conflict_do_nothing(index_elements=["key"])
+    conn = await session.connection()
+    await conn.execute(stmt, [{"id": new_id(), "key": k, "display_name": None, "metadata": {}, "created_at": now,
+                               "updated_at": now} for k in sorted(set(keys))])
 
 
 async def get_subject(session: AsyncSession, id_or_key: str) -> Subject | None:
