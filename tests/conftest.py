@@ -127,8 +127,8 @@ async def database(backend: Backend) -> AsyncIterator[Database]:
 async def _truncate(db: Database) -> None:
     names = [t.name for t in metadata.sorted_tables if t.name != "installation"]  # the id stays
     async with db.engine.begin() as conn:
-        if db.dialect == "postgresql":
-            await conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY"))
+        if db.dialect == "postgresql":  # with the dedupe keys, a PostgreSQL-only table (migration 0007)
+            await conn.execute(text(f"TRUNCATE {', '.join(names)}, event_keys RESTART IDENTITY"))
         else:
             for n in names:
                 await conn.execute(text(f"DELETE FROM {n}"))

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from sqlalchemy import text
 from sqlmodel import delete, select
 
 from creditgate.adapters.graphql import fastpath
@@ -179,6 +180,8 @@ async def _empty_event_store(rt: Runtime) -> None:
     async with rt.db.transaction() as s:
         for table in (EventRow, MeterMinuteRow, MeterMinuteValueRow):
             await s.exec(delete(table))
+        if rt.db.dialect == "postgresql":  # the dedupe keys live apart there (migration 0007)
+            await s.exec(text("DELETE FROM event_keys"))  # type: ignore[call-overload]
 
 
 async def replay(rt: Runtime, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, steps: list[Step]) -> None:

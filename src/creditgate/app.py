@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,6 +24,7 @@ from creditgate.adapters.sql.installation import read_installation_id
 from creditgate.adapters.web.cors import cors_middleware, origin_checker
 from creditgate.adapters.webhooks import HttpSender
 from creditgate.config import Settings
+from creditgate.services import maintenance
 from creditgate.services.runtime import Runtime
 from creditgate.services.webhooks import Worker
 
@@ -90,11 +92,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             worker = notification_worker(rt) if settings.notifications_worker else None
             if worker is not None:
                 worker.start()
+            upkeep = asyncio.create_task(maintenance.run_forever(rt), name="storage upkeep")
             try:
                 yield
             finally:
+                upkeep.cancel()
                 if worker is not None:
                     await worker.stop()  # before the database closes: attempts in flight are recorded
+                with suppress(asyncio.CancelledError):
+                    await upkeep
 
     graphql = GraphQLApp(ide=web.graphiql, origin_allowed=origin_checker(settings.cors_origins),
                          ping_interval=settings.ws_ping_interval, send_timeout=settings.ws_send_timeout)

@@ -78,12 +78,46 @@ def cache_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def settings_problem(settings: Settings) -> str | None:
+    """What is wrong with settings that parse but cannot work (None: nothing)."""
+    try:
+        settings.retention()
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+async def run_maintenance(settings: Settings) -> int:
+    from creditgate.app import open_runtime
+    from creditgate.services.maintenance import maintain
+
+    async with open_runtime(settings) as rt:
+        done = await maintain(rt)
+    print(f"partitions created: {', '.join(done.created) or 'none'}; "
+          f"raw event partitions dropped: {', '.join(done.dropped) or 'none'}")
+    return 0
+
+
+def maintain_command(_args: argparse.Namespace) -> int:
+    from creditgate.adapters.sql.db import migrate
+
+    settings = Settings()
+    if (problem := settings_problem(settings)) is not None:
+        print(problem, file=sys.stderr)
+        return 2
+    migrate(settings.database_url)
+    return asyncio.run(run_maintenance(settings))
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from creditgate.adapters.sql.db import migrate
 
     settings = Settings()
+    if (problem := settings_problem(settings)) is not None:
+        print(problem, file=sys.stderr)
+        return 2
     if not settings.api_key_set and not is_loopback(args.host):
         print(f"refusing to serve on {args.host} without API keys: set CREDITGATE_API_KEYS "
               "(comma-separated) or use a loopback --host such as 127.0.0.1", file=sys.stderr)
@@ -179,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--log-level", default="info")
     sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser("maintain", help="one storage upkeep pass: partitions ahead, then event retention "
+                   "(serve does it every CREDITGATE_MAINTENANCE_INTERVAL; docs/operations.md)")
     p = sub.add_parser("cache", help="value cache operations")
     cache_sub = p.add_subparsers(dest="cache_command", required=True)
     cache_sub.add_parser("flush", help="drop every Redis entry of this database's installation "
@@ -200,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         return cache_command(args)
     if args.command == "import":
         return import_command(args)
+    if args.command == "maintain":
+        return maintain_command(args)
     if args.command == "migrate":
         from creditgate.adapters.sql.db import migrate
 

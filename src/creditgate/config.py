@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from creditgate.domain.durations import parse_duration
 
 
 class Settings(BaseSettings):
@@ -41,10 +44,26 @@ class Settings(BaseSettings):
     notifications_give_up_after: float = Field(86400.0, gt=0)  # seconds after the first attempt: then FAILED
     notifications_timeout: float = Field(10.0, gt=0)  # seconds a receiver has to answer an attempt
     notifications_concurrency: int = Field(16, ge=1)  # deliveries in flight per process
+    # Storage upkeep (PostgreSQL; docs/operations.md, "Partitions and retention").
+    event_retention: str = ""  # e.g. "400d": raw event payloads older than this are dropped; "" keeps them all
+    maintenance_interval: float = Field(3600.0, gt=0)  # seconds between upkeep passes of each process
 
     @property
     def api_key_set(self) -> frozenset[str]:
         return parse_keys(self.api_keys)
+
+    def retention(self) -> timedelta | None:
+        """How long raw events are kept (None: for ever); ValueError when malformed or set on SQLite."""
+        if not self.event_retention.strip():
+            return None
+        kept = parse_duration(self.event_retention, "CREDITGATE_EVENT_RETENTION")
+        if not self.database_url.startswith(("postgresql", "postgres:")):
+            # SQLite's dedupe keys are the events' own unique index: dropping events would forget them
+            raise ValueError("CREDITGATE_EVENT_RETENTION needs PostgreSQL (on SQLite the raw events are the "
+                             "dedupe keys, so they are kept)")
+        if kept < timedelta(days=1):
+            raise ValueError(f"CREDITGATE_EVENT_RETENTION {self.event_retention!r} must be at least 1d")
+        return kept
 
     @property
     def async_database_url(self) -> str:

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from creditgate.domain.durations import parse_duration
+
 NUMBER = "NUMBER"
 PERCENT = "PERCENT"
 _HUNDRED = Decimal(100)
@@ -65,24 +67,6 @@ def next_attempt(first_attempt: datetime, attempts: int, now: datetime,
     return at if at <= first_attempt + give_up_after else None
 
 
-_UNITS = {"ms": timedelta(milliseconds=1), "s": timedelta(seconds=1), "m": timedelta(minutes=1),
-          "h": timedelta(hours=1), "d": timedelta(days=1)}
-
-
 def parse_delays(text: str) -> tuple[timedelta, ...]:
     """A retry schedule written as "5s,1m,5m,30m,2h" (units ms, s, m, h, d); ValueError when malformed."""
-    out: list[timedelta] = []
-    for part in (p.strip() for p in text.split(",")):
-        unit = next((u for u in ("ms", "s", "m", "h", "d") if part.endswith(u)), None)
-        if unit is None:
-            raise ValueError(f"retry delay {part!r} needs a unit (ms, s, m, h, d)")
-        try:
-            amount = float(part[:-len(unit)])
-        except ValueError:
-            raise ValueError(f"retry delay {part!r} is not a number with a unit") from None
-        if not amount >= 0 or amount == float("inf"):
-            raise ValueError(f"retry delay {part!r} must be >= 0")
-        out.append(_UNITS[unit] * amount)
-    if not out:
-        raise ValueError("the retry schedule needs at least one delay")
-    return tuple(out)
+    return tuple(parse_duration(part, "retry delay") for part in text.split(","))

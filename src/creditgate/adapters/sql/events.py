@@ -14,6 +14,7 @@ from sqlalchemy import Table
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from creditgate.adapters.sql import partitions
 from creditgate.adapters.sql.dialect import dialect_name
 from creditgate.adapters.sql.tables import EventRow, MeterMinuteRow, MeterMinuteValueRow
 from creditgate.adapters.sql.types import dec_text
@@ -82,6 +83,7 @@ async def store_batch(session: AsyncSession, events: NewEvents, deltas: Sequence
     if not events.ids:
         return None
     if dialect_name(session) == "postgresql":
+        await partitions.ensure_months(session, map(partitions.month_of, events.times))
         return await _pg_store_batch(session, events, deltas, values)
     stored = await _sqlite_insert_events(session, events)
     if stored is not None:
@@ -145,6 +147,8 @@ async def add_minutes(session: AsyncSession, deltas: Sequence[MinuteDelta], valu
     if not deltas and not values:
         return
     if dialect_name(session) == "postgresql":
+        minutes = [d.minute for d in deltas] + [v.minute for v in values]
+        await partitions.ensure_months(session, set(map(partitions.month_of, minutes)))
         await _pg_add_minutes(session, deltas, values)
         return
     conn = await session.connection()
@@ -176,14 +180,19 @@ _SQLITE_VALUES = """
   ON CONFLICT DO NOTHING"""
 
 
-# PostgreSQL: one statement inserts the events (sent as one JSON parameter) in (source, id) order
-# and, when every one was new (the usual case), adds the aggregates too, upserted in primary-key
-# order (so concurrent batches lock rows in one order). `groups` is the group key itself.
+# PostgreSQL: one statement claims the batch's (source, id) keys in `event_keys` (the permanent dedupe
+# authority, kept when retention drops raw events; docs/semantics.md §1.3) in key order, so concurrent
+# batches lock index entries in one order, inserts the events whose key it claimed into the month
+# partitions of `events` (migration 0007) and, when every one was new (the usual case), adds the
+# aggregates too, upserted in primary-key order. `groups` is the group key itself.
+_PG_ROWS = "SELECT r FROM jsonb_array_elements(%(events)s::jsonb) AS r"
+_PG_CLAIM_KEYS = """
+  INSERT INTO event_keys (source, event_id) SELECT r->>1, r->>0 FROM rows ORDER BY r->>1, r->>0
+  ON CONFLICT DO NOTHING RETURNING source, event_id"""
 _PG_INSERT_EVENTS = """
   INSERT INTO events (event_id, source, type, subject, time, data, ingested_at, validation_error)
   SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::timestamptz, r->5, (r->>6)::timestamptz, r->>7
-  FROM jsonb_array_elements(%(events)s::jsonb) AS r ORDER BY r->>1, r->>0
-  ON CONFLICT (source, event_id) DO NOTHING
+  FROM rows JOIN keys AS k ON k.source = r->>1 AND k.event_id = r->>0
   RETURNING source, event_id"""
 
 _PG_UPSERT_MINUTES = """
@@ -205,7 +214,9 @@ _PG_INSERT_VALUES = """
 
 _ALL_NEW = "(SELECT stored FROM n) = %(n)s"
 _PG_STORE = f"""
-WITH ins AS ({_PG_INSERT_EVENTS}),
+WITH rows AS MATERIALIZED ({_PG_ROWS}),
+keys AS ({_PG_CLAIM_KEYS}),
+ins AS ({_PG_INSERT_EVENTS}),
 n AS (SELECT count(*) AS stored FROM ins),
 mins AS ({_PG_UPSERT_MINUTES.format(when=_ALL_NEW)}),
 vals AS ({_PG_INSERT_VALUES.format(when=_ALL_NEW)})
