@@ -1,8 +1,9 @@
-"""Reads against history length (issue 10 P3): one METERED entitlement with 20 grants and 1 / 30 / 365 days of
+"""Reads against history length (issue 10 P3): one METERED entitlement with 20 grants and 1 / 30 / 364 days of
 per-minute usage (one minute row per minute), on PostgreSQL and on SQLite, value cache off (every read is
-computed from the database, as a cache miss is).
+computed from the database, as a cache miss is). 364, not 365: the grants (effective from the first
+day) must lie in the current YEAR usage period, which 365 days back has just ended.
 
-    uv run python scripts/bench_reads.py [--lengths 1,30,365] [--backends pg,sqlite] [--reads 40]
+    uv run python scripts/bench_reads.py [--lengths 1,30,364] [--backends pg,sqlite] [--reads 40]
                                          [--pg postgresql://postgres@127.0.0.1:5432/postgres]
 
 Per backend and length, through GraphQL on the ASGI app in-process (httpx transport, no socket):
@@ -185,7 +186,8 @@ COLUMNS = [("first", "first read ever"), ("nosnap", "no-snapshot read (median)")
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lengths", default="1,30,365", help="days of per-minute usage, comma separated")
+    ap.add_argument("--lengths", default="1,30,364",
+                    help="days of per-minute usage, comma separated (at most 364: one YEAR usage period)")
     ap.add_argument("--backends", default="pg,sqlite")
     ap.add_argument("--reads", type=int, default=40)
     ap.add_argument("--pg", default=os.environ.get("CREDITGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))

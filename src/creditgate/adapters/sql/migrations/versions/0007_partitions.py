@@ -30,15 +30,19 @@ down_revision = '0006'
 branch_labels = None
 depends_on = None
 
-# table -> (partition key, primary key, other indexes as (name, columns))
+# table -> (partition key, primary key, other indexes as (name, columns)), after this revision.
+# `meter_minutes`' key puts the minute before the group key, as the buckets' keys do: one index then
+# serves both the upserts (ON CONFLICT matches the key's columns in any order) and the usage reads of
+# a minute range across group keys, which had an index of their own.
 _TABLES: dict[str, tuple[str, str | None, Sequence[tuple[str, str]]]] = {
     "events": ("time", None, [("ix_events_subject_time", "subject, time")]),
-    "meter_minutes": ("minute", "meter_id, subject, group_key, minute",
-                      [("ix_meter_minutes_subject_minute", "meter_id, subject, minute")]),
+    "meter_minutes": ("minute", "meter_id, subject, minute, group_key", []),
     "meter_minute_values": ("minute", "meter_id, subject, group_key, minute, value", []),
     "usage_hours": ("at", "meter_id, subject, at, group_key", []),
     "usage_days": ("at", "meter_id, subject, at, group_key", []),
 }
+_BEFORE = {**_TABLES, "meter_minutes": ("minute", "meter_id, subject, group_key, minute",
+                                        [("ix_meter_minutes_subject_minute", "meter_id, subject, minute")])}
 _TRIGGERS = {
     "usage_buckets_insert": "AFTER INSERT ON meter_minutes REFERENCING NEW TABLE AS new_rows",
     "usage_buckets_update": "AFTER UPDATE ON meter_minutes REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
@@ -57,11 +61,11 @@ def _create_triggers() -> None:
 
 def _rebuild(table: str, partitioned: bool) -> None:
     """Copies `table` into a new table of the same columns, partitioned by month or not, and swaps them."""
-    key, pkey, indexes = _TABLES[table]
+    key, pkey, indexes = (_TABLES if partitioned else _BEFORE)[table]
     old = f"{table}_before_0007"
     op.execute(f"ALTER TABLE {table} RENAME TO {old}")
     op.execute(f"ALTER INDEX IF EXISTS {table}_pkey RENAME TO {old}_pkey")
-    for name, _ in indexes:
+    for name, _ in (*_TABLES[table][2], *_BEFORE[table][2]):
         op.execute(f"ALTER INDEX IF EXISTS {name} RENAME TO {name}_before_0007")
     if table == "events":
         op.execute("ALTER INDEX IF EXISTS uq_events_source_id RENAME TO uq_events_source_id_before_0007")
