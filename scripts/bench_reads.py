@@ -40,7 +40,6 @@ import httpx
 import psycopg
 from sqlalchemy import text
 
-from creditgate.adapters.sql import partitions
 from creditgate.adapters.sql.db import Database, migrate
 from creditgate.app import create_app
 from creditgate.config import Settings
@@ -93,7 +92,6 @@ async def seed(client: httpx.AsyncClient, db: Database, start: datetime, now: da
     async with db.transaction() as s:
         conn = await s.connection()
         if db.dialect == "postgresql":
-            await partitions.ensure_months(s, partitions.months_between(start, now))
             await conn.execute(text(
                 "INSERT INTO meter_minutes (meter_id, subject, group_key, minute, groups, sum, count, min, max) "
                 "SELECT :m, :s, '{}', CAST(:a AS timestamptz) + n * interval '1 minute', '{}'::jsonb, 0.5, 1, 0.5, 0.5 "

@@ -32,8 +32,9 @@ def parse_rfc3339(value: Any) -> datetime:
 
 
 def format_rfc3339(value: datetime) -> str:
-    value = value.astimezone(UTC)
-    text = f"{value.year:04d}-{value:%m-%dT%H:%M:%S}"
-    if value.microsecond:
-        text += f".{value.microsecond:06d}".rstrip("0")
-    return text + "Z"
+    # isoformat (C) rather than strftime: a history of 720 windows writes ~1,500 of these
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    if value.microsecond:  # "YYYY-MM-DDTHH:MM:SS.ffffff+00:00": the fraction without trailing zeros
+        return value.isoformat(timespec="microseconds")[:26].rstrip("0") + "Z"
+    return value.isoformat(timespec="seconds")[:19] + "Z"

@@ -147,8 +147,6 @@ async def add_minutes(session: AsyncSession, deltas: Sequence[MinuteDelta], valu
     if not deltas and not values:
         return
     if dialect_name(session) == "postgresql":
-        minutes = [d.minute for d in deltas] + [v.minute for v in values]
-        await partitions.ensure_months(session, set(map(partitions.month_of, minutes)))
         await _pg_add_minutes(session, deltas, values)
         return
     conn = await session.connection()
@@ -184,7 +182,7 @@ _SQLITE_VALUES = """
 # authority, kept when retention drops raw events; docs/semantics.md §1.3) in key order, so concurrent
 # batches lock index entries in one order, inserts the events whose key it claimed into the month
 # partitions of `events` (migration 0007) and, when every one was new (the usual case), adds the
-# aggregates too, upserted in primary-key order. `groups` is the group key itself.
+# aggregates too, upserted in one key order. `groups` is the group key itself.
 _PG_ROWS = "SELECT r FROM jsonb_array_elements(%(events)s::jsonb) AS r"
 _PG_CLAIM_KEYS = """
   INSERT INTO event_keys (source, event_id) SELECT r->>1, r->>0 FROM rows ORDER BY r->>1, r->>0

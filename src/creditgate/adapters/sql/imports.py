@@ -14,7 +14,6 @@ import orjson
 from sqlalchemy import Table, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from creditgate.adapters.sql import partitions
 from creditgate.adapters.sql.dialect import dialect_name, upsert
 from creditgate.adapters.sql.tables import EntitlementRow, FeatureRow, MeterMinuteRow, MeterRow, SubjectRow
 from creditgate.adapters.sql.types import exact_add
@@ -126,7 +125,6 @@ _PG_ADD = """
 
 
 async def _pg_add(session: AsyncSession, rows: Sequence[ImportedMinute]) -> None:
-    await partitions.ensure_months(session, {partitions.month_of(r.minute) for r in rows})
     raw = await (await session.connection()).get_raw_connection()
     payload = orjson.dumps([(r.meter_id, r.subject, r.group_key, r.minute, str(r.sum), r.count, r.min, r.max,
                              str(r.imported)) for r in rows]).decode()

@@ -1,11 +1,11 @@
-"""Monthly partitions of the PostgreSQL usage tables (migration 0007; docs/operations.md, "Partitions and
+"""Monthly partitions of raw events on PostgreSQL (migration 0007; docs/operations.md, "Partitions and
 retention"). SQLite has none: every function here does nothing there.
 
-A month's partitions (of every table below) exist before the first row of that month is written: a
-writer asks `ensure_months` first (they are made on a connection of their own, committed at once, so no
-write transaction holds the parent's lock), and the maintenance pass makes the coming months ahead.
-Retention drops whole months of raw events only: dedupe keys (`event_keys`) and the aggregates stay, so
-no answer changes (docs/semantics.md §1.3).
+A month's partition exists before the first event of that month is written: ingest asks
+`ensure_months` first (it is made on a connection of its own, committed at once, so no write
+transaction holds the parent's lock), and the maintenance pass makes the coming months ahead.
+Retention drops whole months of raw events: dedupe keys (`event_keys`) and the usage aggregates stay,
+so no answer changes (docs/semantics.md §1.3).
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from creditgate.adapters.sql.db import Database
 from creditgate.adapters.sql.dialect import dialect_name
 
-# partitioned table -> its partition key (a UTC instant)
-TABLES = {"events": "time", "meter_minutes": "minute", "meter_minute_values": "minute",
-          "usage_hours": "at", "usage_days": "at"}
+TABLES = ("events",)  # the partitioned tables (by month of a UTC instant)
 RAW = "events"  # the one table retention drops from
 LOCK_WAIT = "2s"  # a partition made aside waits this long for the parent's lock, then is made in the writer's own
 
@@ -143,13 +141,4 @@ def _month_in(name: str) -> date | None:
     if not (year.isdigit() and month.isdigit() and len(year) == 4 and len(month) == 2):
         return None
     return date(int(year), int(month), 1)
-
-
-def months_between(first: datetime, last: datetime) -> list[date]:
-    """The months from `first`'s to `last`'s, both included."""
-    out, month, end = [], month_of(first), month_of(last)
-    while month <= end:
-        out.append(month)
-        month = next_month(month)
-    return out
 
