@@ -33,10 +33,10 @@ from typing import Any
 
 import httpx
 import orjson
-import psycopg
 import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _pg import ThrowawayDatabase
 from _wrk import UVICORN, free_port, wait_up, wrk
 from creditgate.adapters.sql.db import migrate
 
@@ -123,11 +123,9 @@ def main() -> int:
     ap.add_argument("--pg", default=os.environ.get("CREDITGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--redis", default=os.environ.get("CREDITGATE_TEST_REDIS", "redis://127.0.0.1:6379/0"))
     args = ap.parse_args()
-    name = f"creditgate_bench_{uuid.uuid4().hex[:10]}"
+    db = ThrowawayDatabase(args.pg)
     prefix = f"cgbench:{uuid.uuid4().hex[:8]}:"
-    with psycopg.connect(args.pg, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = args.pg.rsplit("/", 1)[0] + "/" + name
+    url = db.url
     r = redis.Redis.from_url(args.redis)
     procs: list[subprocess.Popen[bytes]] = []
     old_src = tempfile.mkdtemp(prefix="bench_access_") if args.baseline else None
@@ -231,8 +229,7 @@ def main() -> int:
         for tmp in (old_src, new_src):
             if tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
-        with psycopg.connect(args.pg, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        db.drop()
     return 0
 
 

@@ -18,7 +18,6 @@ import itertools
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +27,7 @@ import orjson
 import psycopg
 import uvloop
 
+from _pg import ThrowawayDatabase
 from creditgate.adapters.sql.db import Database, migrate
 from creditgate.app import create_app
 from creditgate.config import Settings
@@ -219,19 +219,17 @@ def report(title: str, rows: list[Row], floor: float | None) -> None:
 
 def bench_pg(pg: str, batches: int, profile: str | None) -> None:
     global SERVER_DB, PG_ADMIN
-    name = SERVER_DB = f"creditgate_bench_{uuid.uuid4().hex[:10]}"
+    db = ThrowawayDatabase(pg)
     PG_ADMIN = pg
-    with psycopg.connect(pg, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = pg.rsplit("/", 1)[0] + "/" + name
+    url = db.url
+    SERVER_DB = db.name
     try:
         migrate(url)
         rows = uvloop.run(run(url, batches, profile))  # the event loop uvicorn serves with
         copy = uvloop.run(copy_path(url, batches))
     finally:
         SERVER_DB = None
-        with psycopg.connect(pg, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        db.drop()
     report("PostgreSQL", [*rows, ("raw COPY, keyed table (floor)", copy, CPU["copy"])], copy)
 
 

@@ -33,11 +33,11 @@ from typing import Any
 
 import httpx
 import orjson
-import psycopg
 import redis
 from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _pg import ThrowawayDatabase
 from _wrk import UVICORN, free_port, wait_up
 from _wrk import wrk_async as wrk
 from creditgate.adapters.sql.db import migrate
@@ -193,11 +193,9 @@ def main() -> int:
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))  # the worker inherits it
-    name = f"creditgate_bench_{uuid.uuid4().hex[:10]}"
+    db = ThrowawayDatabase(args.pg)
     prefix = f"cgbench:{uuid.uuid4().hex[:8]}:"
-    with psycopg.connect(args.pg, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = args.pg.rsplit("/", 1)[0] + "/" + name
+    url = db.url
     r = redis.Redis.from_url(args.redis)
     proc: subprocess.Popen[bytes] | None = None
     try:
@@ -219,8 +217,7 @@ def main() -> int:
             proc.wait(10)
         for key in r.scan_iter(match=prefix + "*", count=1000):
             r.delete(key)
-        with psycopg.connect(args.pg, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        db.drop()
     return 0
 
 

@@ -36,6 +36,7 @@ import psycopg
 import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _pg import ThrowawayDatabase
 from _wrk import UVICORN, free_port, wait_up
 from creditgate.adapters.sql.db import migrate
 from creditgate.records import new_id
@@ -122,11 +123,9 @@ def main() -> int:
     ap.add_argument("--pg", default=os.environ.get("CREDITGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--redis", default=os.environ.get("CREDITGATE_TEST_REDIS", "redis://127.0.0.1:6379/0"))
     args = ap.parse_args()
-    name = f"creditgate_bench_{uuid.uuid4().hex[:10]}"
+    db = ThrowawayDatabase(args.pg)
     prefix = f"cgmem:{uuid.uuid4().hex[:8]}:"
-    with psycopg.connect(args.pg, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = args.pg.rsplit("/", 1)[0] + "/" + name
+    url = db.url
     r = redis.Redis.from_url(args.redis)
     proc: subprocess.Popen[bytes] | None = None
     rows: list[str] = []
@@ -207,8 +206,7 @@ def main() -> int:
             sys.stderr.write(log.read()[-5000:].decode(errors="replace"))
         for key in r.scan_iter(match=prefix + "*", count=10_000):
             r.delete(key)
-        with psycopg.connect(args.pg, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        db.drop()
     return 0
 
 

@@ -23,15 +23,14 @@ import statistics
 import tempfile
 import threading
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
-import psycopg
 import uvloop
 
+from _pg import ThrowawayDatabase
 from creditgate.adapters.sql.db import Database, migrate
 from creditgate.app import notification_worker
 from creditgate.config import Settings
@@ -190,17 +189,14 @@ def main() -> None:
     global NO_WORKER
     NO_WORKER = args.no_worker
     if args.backend in ("both", "pg"):
-        name = f"creditgate_bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(args.pg, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = args.pg.rsplit("/", 1)[0] + "/" + name
+        db = ThrowawayDatabase(args.pg)
+        url = db.url
         try:
             migrate(url)
             print("PostgreSQL")
             uvloop.run(run(url, args.batches, args.rounds, args.crossings))
         finally:
-            with psycopg.connect(args.pg, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            db.drop()
     if args.backend in ("both", "sqlite"):
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite:///{tmp}/bench.db"

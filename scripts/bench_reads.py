@@ -31,15 +31,14 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import psycopg
 from sqlalchemy import text
 
+from _pg import ThrowawayDatabase
 from creditgate.adapters.sql.db import Database, migrate
 from creditgate.app import create_app
 from creditgate.config import Settings
@@ -199,16 +198,13 @@ def main() -> int:
         for days in lengths:
             print(f"{backend} {days} days ...", file=sys.stderr)
             if backend == "pg":
-                name = f"creditgate_bench_{uuid.uuid4().hex[:10]}"
-                with psycopg.connect(args.pg, autocommit=True) as conn:
-                    conn.execute(f'CREATE DATABASE "{name}"')
-                url = args.pg.rsplit("/", 1)[0] + "/" + name
+                db = ThrowawayDatabase(args.pg)
+                url = db.url
                 try:
                     migrate(url)
                     results[days] = asyncio.run(measure(url, days, args.reads))
                 finally:
-                    with psycopg.connect(args.pg, autocommit=True) as conn:
-                        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    db.drop()
             else:
                 with tempfile.TemporaryDirectory() as tmp:
                     url = f"sqlite:///{tmp}/bench.db"

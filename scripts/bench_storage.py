@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from _pg import ThrowawayDatabase
 from creditgate.adapters.sql.db import Database, migrate
 from creditgate.config import Settings
 from creditgate.records import EventInput
@@ -97,10 +98,8 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=2_000)
     parser.add_argument("--days", type=int, default=10)
     args = parser.parse_args()
-    name = f"creditgate_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(args.pg, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = args.pg.rsplit("/", 1)[0] + "/" + name
+    db = ThrowawayDatabase(args.pg)
+    url = db.url
     try:
         migrate(url)
         batches = workload(args.events, args.subjects, args.days)
@@ -110,8 +109,7 @@ def main() -> None:
         print(f"  ingest: {seconds:.1f} s ({args.events / seconds:,.0f} events/s, service layer)")
         table = sizes(url)
     finally:
-        with psycopg.connect(args.pg, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        db.drop()
     print(f"\n  {'table':<22}{'rows':>10}{'heap MB':>10}{'index MB':>10}{'toast MB':>10}{'total MB':>10}"
           f"{'B/event':>9}")
     total = 0.0
