@@ -11,7 +11,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -211,6 +211,30 @@ async def socket_to(url: str, token: str | None = API_KEY, *, ack: bool = True, 
             sock.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sock.reader
+
+
+async def until_usage(sock: Socket, op: str, usage: float, wait: float = WAIT) -> dict[str, Any]:
+    """The next update carrying `usage`. Before it only RESYNCs of older values may come: gaps being made up
+    for (docs/semantics.md §10.3), each with the value as it stood when it was read."""
+    while True:
+        u = await sock.update(op, wait)
+        if u["value"]["usage"] == usage:
+            return u
+        assert u["cause"] == "RESYNC" and u["value"]["usage"] < usage, u
+
+
+async def until_live(sock: Socket, op: str, write: Callable[[], Awaitable[float]], last: dict[str, Any],
+                     wait: float = WAIT, writes: int = 10) -> dict[str, Any]:
+    """After an outage, until a write arrives as INGEST again (`last`: the latest update, perhaps already one).
+    `write` writes and returns the usage it leads to; its update carries it, as INGEST or as RESYNC while gaps
+    of the outage are still being made up for (one per failure a process saw: a failed publish, a listener
+    that reconnected, a cache that could not invalidate; a few, never stale, never left out)."""
+    for _ in range(writes):
+        if last["cause"] == "INGEST":
+            return last
+        last = await until_usage(sock, op, await write(), wait)
+    assert last["cause"] == "INGEST", last
+    return last
 
 
 def api(url: str, token: str = API_KEY) -> httpx.AsyncClient:

@@ -20,6 +20,14 @@ every `heal_interval` seconds. Remaining window: once Redis is reachable again, 
 can serve an entry that the failed invalidation should have hidden until this process's bump
 lands (at most about `heal_interval` plus a timeout). If the dirty process dies before the
 bump, that invalidation is lost and such entries live until their TTL (capped by `max_ttl`).
+
+A live subscription in another process may read such an entry in that window, woken by the very
+write whose invalidation did not land (its change signal went out), and would then stay on the old
+value with nothing left to wake it. So when an invalidation was skipped, or failed in a way that may
+have kept it from reaching Redis, the bump that ends the dirty spell also publishes the change signal's
+gap message (redis_signals.py: every process resyncs its subscriptions, cause RESYNC, docs/semantics.md
+§10.3) after the new epoch is in place; the process is clean only once both went out. A read timeout
+needs no gap: the command went out whole, and Redis applies it before the change signal sent after it.
 """
 
 from __future__ import annotations
@@ -32,11 +40,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 import hiredis
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import DataError, RedisError
+from redis.exceptions import DataError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
 from creditgate import metrics
@@ -46,6 +55,7 @@ from creditgate.adapters.cache.resp import RespClient
 log = logging.getLogger("creditgate.cache")
 
 NONCE = 16  # bytes of a hex nonce
+GAP = b""  # the change signal's "resync everything" message (redis_signals.py)
 Token = tuple[bytes, bytes]  # (generation, epoch) as read; b"" = absent
 
 # KEYS: epoch, then per item: generation key, entry key.
@@ -88,7 +98,7 @@ end
 return stored
 """
 
-ERRORS = (RedisError, OSError)
+ERRORS = (RedisError, RedisClusterException, OSError)  # cluster errors are not RedisErrors (redis_replicated.py)
 
 
 class HiredisConnection(Connection):
@@ -139,12 +149,15 @@ class RedisCache:
         self.max_ttl = max_ttl  # entries without a TTL get this one, so invalidated ones do not pile up
         self._clock = clock
         self._epoch_key = self.namespace + "epoch"
+        self._changes = self.namespace + "changes"  # the change signal's channel (redis_signals.py)
         self._put = client.register_script(PUT_SCRIPT)
         self._lean: RespClient | None = None  # get_many's MGET on a lean pipelined connection (resp.py)
         self._down = False
         self._retry_at = 0.0
         self._dirty = False
         self._failures = 0  # invalidations that failed; a bump clears `dirty` only if none came meanwhile
+        self._unsent = False  # the last failure may have kept its command from reaching Redis
+        self._gap_due = False  # an invalidation of this dirty spell may not have landed: the bump sends a gap
         self._healer: asyncio.Task[None] | None = None
 
     @classmethod
@@ -180,11 +193,14 @@ class RedisCache:
         try:
             if self._dirty:  # bump first, in the same round trip: nothing older is served
                 seen = self._failures
+                gap = self._gap_due
                 pipe = self.client.pipeline(transaction=False)
                 pipe.set(self._epoch_key, nonce())
+                if gap:  # after the bump: see the module docstring
+                    pipe.publish(self._changes, GAP)
                 pipe.mget(names)
-                values = (await pipe.execute())[1]
-                self._healed(seen)
+                values = (await pipe.execute())[-1]
+                self._healed(seen, gap)
             elif self._lean is not None:
                 values = await self._lean.mget(names)
             else:
@@ -239,6 +255,7 @@ class RedisCache:
         if not names:
             return
         if not self._reachable():
+            self._gap_due = True  # skipped: other processes may serve the old entries for this write's signal
             self._mark_dirty()
             return
         if self._dirty:  # a bump hides every group
@@ -313,6 +330,9 @@ class RedisCache:
 
     def _failed(self, exc: BaseException) -> None:
         metrics.cache_errors.inc()
+        self._unsent = not _read_timeout(exc)
+        if self._dirty and self._unsent:  # perhaps a bump that should have hidden a write's old entries
+            self._gap_due = True
         if not self._down:
             log.warning("value cache: Redis unavailable (%s: %s); answers come from the database",
                         type(exc).__name__, exc)
@@ -326,30 +346,58 @@ class RedisCache:
 
     def _mark_dirty(self) -> None:
         self._failures += 1
+        if self._unsent:
+            self._gap_due = True
         if not self._dirty:
             log.info("value cache: an invalidation failed; every entry is dropped when Redis answers again")
         self._dirty = True
         if self._healer is None or self._healer.done():
             self._healer = asyncio.get_running_loop().create_task(self._heal())
 
-    def _healed(self, seen: int) -> None:
-        if self._failures == seen:
-            self._dirty = False
+    def _healed(self, seen: int, gap: bool) -> None:
+        """A bump landed (with the gap message when `gap`): clean, unless something failed meanwhile."""
+        if self._failures == seen and (gap or not self._gap_due):
+            self._dirty = self._gap_due = False
 
     async def _bump(self) -> bool:
-        """Replaces the epoch: every entry stops being served. True on success."""
+        """Replaces the epoch: every entry stops being served; then, when due, every process resyncs its
+        live subscriptions (the gap message). True when all went out."""
         seen = self._failures
+        gap = self._gap_due
         try:
-            await self.client.set(self._epoch_key, nonce())
+            if isinstance(self.client, RedisCluster):  # the epoch and the channel may be on two shards
+                await self.client.set(self._epoch_key, nonce())
+                if gap:
+                    await self._publish_gap(self.client)
+            elif gap:  # one round trip, in this order
+                pipe = self.client.pipeline(transaction=False)
+                pipe.set(self._epoch_key, nonce())
+                pipe.publish(self._changes, GAP)
+                await pipe.execute()
+            else:
+                await self.client.set(self._epoch_key, nonce())
         except ERRORS as exc:
             self._failed(exc)
             return False
         self._up()
-        self._healed(seen)
+        self._healed(seen, gap)
         return True
+
+    async def _publish_gap(self, cluster: RedisCluster) -> None:
+        """The gap message on a cluster: sharded from Redis 7.0 on, classic on an older cluster (it refuses
+        SPUBLISH), as the listeners subscribe (redis_signals.py)."""
+        try:
+            await cluster.spublish(self._changes, GAP)
+        except ResponseError:
+            await cluster.publish(self._changes, GAP)
 
     async def _heal(self) -> None:
         while self._dirty:
             await asyncio.sleep(self.heal_interval)
             if self._dirty:
                 await self._bump()
+
+
+def _read_timeout(exc: BaseException) -> bool:
+    """Redis did not answer in time, but the command went out whole (not a connect or write timeout)."""
+    return isinstance(exc, RedisTimeoutError) and "Timeout reading" in str(exc)
