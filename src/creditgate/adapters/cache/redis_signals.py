@@ -5,9 +5,13 @@ databases sharing a Redis never see each other's signals. Pub/sub is best effort
 becomes a gap:
 - the listener's connection drops (Redis restarted, network): it reconnects every `retry` seconds, and once
   subscribed again reports a gap (subscriptions then re-send their values, cause RESYNC);
-- a publish fails: once a publish works again (the next one, or the listener's reconnect) a gap message
-  goes out first, so every process resyncs.
-The listener checks its connection every `health` seconds (a PING), so a silent loss is found too.
+- a publish fails: once a publish works again (the next one, the listener's reconnect, or a retry every
+  `retry` seconds) a gap message goes out first, so every process resyncs;
+- a write's value-cache invalidation did not land: its signal went out, but another process may have read
+  its old cached value for it; the writer's epoch bump that hides such entries is followed by a gap message
+  (redis_cache.py).
+The listener checks its connection every `health` seconds (a PING), so a silent loss is found too. Whatever
+fails, the listener goes on retrying (redis-py's cluster errors are not RedisErrors: they count as a loss).
 
 Topologies (redis_topology.py): on one Redis and on Sentinel, PUBLISH/SUBSCRIBE on the (current) master;
 after a Sentinel failover the listener's connection drops (the old master died or was demoted) and it
@@ -15,14 +19,17 @@ subscribes again through the sentinels to the new master: a gap. On Redis Cluste
 (SPUBLISH/SSUBSCRIBE, Redis 7.0): the channel lives on the shard that owns its slot, and only that shard
 carries its messages. The listener subscribes on that shard's master; when the slot moves (a failover,
 a resharding) Redis ends the subscription (sunsubscribe) or the connection drops, and the listener
-finds the new owner and subscribes again: a gap. A cluster older than 7.0 (the shard master's INFO
-says) has no sharded pub/sub: classic PUBLISH/SUBSCRIBE then, which the cluster broadcasts to every node.
+finds the new owner and subscribes again: a gap. Each attempt reads the slot map afresh, starting at the
+URL's nodes and every node seen last time (a node listed in the URL may be the one that died). A cluster
+older than 7.0 (the shard master's INFO says) has no sharded pub/sub: classic PUBLISH/SUBSCRIBE then,
+which the cluster broadcasts to every node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -31,12 +38,15 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from creditgate.adapters.cache.redis_cache import namespace
 from creditgate.adapters.cache.redis_topology import close, connect, parse_redis_url
 
 GAP = b""  # the message that makes every process resync (services/changes.py)
+# What a lost or refused connection raises. redis-py's cluster errors (no reachable startup node, nodes that
+# disagree, a slot no node serves) are not RedisErrors: uncaught, one of them ended the listener for good.
+FAILURES = (RedisError, RedisClusterException, OSError)
 SHARDED_SINCE = (7, 0)  # the Redis version with SPUBLISH/SSUBSCRIBE
 
 log = logging.getLogger("creditgate.changes")
@@ -52,6 +62,7 @@ class RedisSignals:
         self.retry = retry
         self.health = health
         self.timeout = timeout
+        self._known: tuple[tuple[str, int], ...] = ()  # a cluster's nodes, as the listener last saw them
         self._pub = self._client()
         self._owed = False  # a publish failed: a gap message is due
         self._task: asyncio.Task[None] | None = None
@@ -62,7 +73,10 @@ class RedisSignals:
         if self.target.kind == "single":
             return Redis.from_url(self.url, socket_connect_timeout=self.timeout, socket_timeout=self.timeout,
                                   retry=Retry(NoBackoff(), 0), socket_keepalive=True)
-        return connect(self.target, connect_timeout=self.timeout, read_timeout=self.timeout, max_connections=4,
+        target = self.target
+        if self._known:  # discovery may start at any node seen last time, not only at the URL's (one may be dead)
+            target = dataclasses.replace(target, nodes=tuple(dict.fromkeys((*target.nodes, *self._known))))
+        return connect(target, connect_timeout=self.timeout, read_timeout=self.timeout, max_connections=4,
                        pool_timeout=self.timeout)
 
     async def ping(self) -> bool:
@@ -72,7 +86,8 @@ class RedisSignals:
     async def _subscribe(self, client: Redis | RedisCluster) -> tuple[PubSub, Redis | None]:
         """A subscription to the channel, and the extra client it needs (a cluster's shard master)."""
         if isinstance(client, RedisCluster):
-            await client.initialize()
+            await client.initialize()  # a fresh client: the slot map as the cluster has it now
+            self._known = tuple((n.host, int(n.port)) for n in client.get_nodes())
             node = client.get_node_from_key(self.channel)
             if node is None:
                 raise RedisConnectionError(f"no cluster node owns {self.channel}")
@@ -100,7 +115,7 @@ class RedisSignals:
                 await send(self.channel, GAP)
             self._owed = False
             await send(self.channel, message)
-        except (RedisError, OSError) as exc:
+        except FAILURES as exc:
             if not self._owed:
                 log.warning("change signal not published (%s): every process resyncs once Redis answers", exc)
             self._owed = True
@@ -132,10 +147,12 @@ class RedisSignals:
                 await self._read(pubsub, deliver)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # the listener never ends: it retries, and reports a gap once back
                 self.connected.clear()
-                if not lost:
+                if not lost and isinstance(exc, FAILURES):
                     log.warning("change signals: lost the Redis connection (%s); retrying", exc)
+                elif not lost:
+                    log.exception("change signals: the listener failed; retrying")
                 lost = True
                 await asyncio.sleep(self.retry)
             finally:
