@@ -3,6 +3,7 @@ one server reaches a socket on another; a Redis outage ends in RESYNC, then upda
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -14,12 +15,15 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
+from creditgate.adapters.cache.redis_cache import RedisCache
 from creditgate.services.runtime import Runtime
 from tests.conftest import GQL, REDIS_URL, Backend, _redis_cleanup
 from tests.ent_helpers import events, feature, meter, metered
 from tests.live_helpers import (
     API_KEY,
+    WAIT,
     OwnRedis,
     Socket,
     api,
@@ -81,6 +85,60 @@ async def test_redis_outage_resyncs_then_goes_live_again(backend: Backend, rt: R
                     usage += 1
                     return usage
                 await until_live(sock, op, write, await until_usage(sock, op, await write()))
+
+
+class Mono:
+    """A fake monotonic clock for the value cache's back-off."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def test_an_invalidation_that_did_not_land_ends_in_a_gap(own_redis: OwnRedis) -> None:
+    """The writer's value cache could not hide a write's old entries while its change signal went out (the
+    invalidation skipped during a back-off): the epoch bump that ends it is followed by the gap message, so
+    every process resyncs (redis_cache.py, docs/semantics.md §10.3). An invalidation that only timed out
+    reading its answer went out whole: its bump sends no gap."""
+    clock = Mono()
+    cache = RedisCache.from_url(own_redis.url, "cgtest:", installation="inst1", clock=clock, heal_interval=3600.0)
+    listener = Redis.from_url(own_redis.url)
+    pubsub = listener.pubsub()
+    channel = cache.namespace + "changes"
+    await pubsub.subscribe(channel)
+
+    async def next_message() -> bytes:
+        while True:
+            m = await asyncio.wait_for(pubsub.get_message(ignore_subscribe_messages=True, timeout=WAIT), WAIT)
+            if m is not None:
+                return bytes(m["data"])
+    try:
+        keys = [("s:acme", "now")]
+        own_redis.pause()
+        await cache.get_many(keys)  # times out: backing off
+        own_redis.resume()
+        await cache.invalidate(["s:acme"])  # skipped (backing off): dirty, a gap is due
+        assert cache.dirty
+        clock.t += 5
+        await cache.get_many(keys)  # the bump, then the gap
+        assert not cache.dirty
+        assert await next_message() == b""
+
+        own_redis.pause()
+        await cache.invalidate(["s:acme"])  # sent; no answer in time: dirty
+        own_redis.resume()
+        assert cache.dirty
+        clock.t += 5
+        await cache.get_many(keys)  # the bump alone
+        assert not cache.dirty
+        await listener.publish(channel, b"marker")
+        assert await next_message() == b"marker"
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await listener.aclose()
+        await cache.close()
 
 
 def _serve(backend: Backend, tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], str]:
