@@ -12,6 +12,7 @@ from strawberry.schema.config import StrawberryConfig
 from creditgate.adapters.graphql.access import AccessMutation, AccessQuery
 from creditgate.adapters.graphql.entitlements import ENTITLEMENT_TYPES, EntitlementMutation, EntitlementQuery
 from creditgate.adapters.graphql.errors import log_unexpected
+from creditgate.adapters.graphql.execution import Execution
 from creditgate.adapters.graphql.features import FeatureMutation, FeatureQuery
 from creditgate.adapters.graphql.grants import GrantMutation, GrantQuery
 from creditgate.adapters.graphql.limits import MAX_TOKENS, VariableListLimit, validation_rules
@@ -52,6 +53,7 @@ def build_schema() -> Schema:
             VariableListLimit,
         ],
         config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALARS),
+        execution_context_class=Execution,
     )
 
 
