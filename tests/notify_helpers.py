@@ -78,6 +78,9 @@ class Receiver:
                 pass
 
         ThreadingHTTPServer.allow_reuse_address = True
+        # a listen backlog for bursts (two processes x 16 deliveries in flight): with socketserver's default
+        # of 5, connections of a burst were reset before the handler saw them (httpx ReadError)
+        ThreadingHTTPServer.request_queue_size = 128
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

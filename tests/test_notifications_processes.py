@@ -108,6 +108,9 @@ async def test_two_processes_make_each_attempt_once(backend: Backend, rt: Runtim
                                   [ch.id])
             for i, s in enumerate(subjects):  # writes on both processes
                 await events(ga if i % 2 else gb, s, (now_text(), 60))
+            # Each crossing evaluated before the next write: crossings that one evaluation finds together
+            # make one event, for the highest threshold (docs/semantics.md §11.4).
+            receiver.wait_for(2 * len(subjects), timeout=60)
             for i, s in enumerate(subjects):
                 await events(gb if i % 2 else ga, s, (now_text(), 35))
             receiver.wait_for(4 * len(subjects), timeout=60)
