@@ -12,12 +12,12 @@ from creditgate.adapters.sql.db import migrate
 
 
 class ThrowawayDatabase:
-    """Creates `creditgate_bench_<random>` on the server of `admin_url` (a database URL it may connect to
-    with CREATE DATABASE rights); `url` is the new database's; `drop()` removes it, connections and all."""
+    """Creates `<prefix>_<random>` on the server of `admin_url` (a database URL it may connect to with
+    CREATE DATABASE rights); `url` is the new database's; `drop()` removes it, connections and all."""
 
-    def __init__(self, admin_url: str) -> None:
+    def __init__(self, admin_url: str, prefix: str = "creditgate_bench") -> None:
         self.admin_url = admin_url
-        self.name = f"creditgate_bench_{uuid.uuid4().hex[:10]}"
+        self.name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.name}"')
         self.url = admin_url.rsplit("/", 1)[0] + "/" + self.name

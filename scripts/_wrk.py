@@ -1,5 +1,5 @@
 """What the HTTP benchmarks share: wrk runs (blocking or from an event loop), the one-worker uvicorn
-command line, free ports, waiting for a server. Used by bench_access.py, bench_live.py, bench_memory.py.
+command line, free ports, waiting for and stopping a server. Used by bench_access.py, bench_live.py, bench_memory.py.
 
 wrk posts one body over and over; its Lua `done` hook prints one RESULT line (requests, seconds, p50,
 p95, p99 in ms, errors), which `parse` reads.
@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import IO
 
 import httpx
 
@@ -47,6 +48,20 @@ def wait_up(url: str) -> None:
         except httpx.HTTPError:
             time.sleep(0.05)
     raise RuntimeError(f"{url} did not start")
+
+
+def stop_server(proc: subprocess.Popen[bytes] | None, log: IO[bytes], show_log: bool) -> None:
+    """Stops a benchmark's server (SIGTERM, then SIGKILL after 30 s); prints the end of its log (`log`, its
+    stderr) when `show_log`, i.e. when the run failed."""
+    if proc is not None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if show_log:
+        log.seek(0)
+        sys.stderr.write(log.read()[-5000:].decode(errors="replace"))
 
 
 def script(body: bytes) -> str:

@@ -37,7 +37,7 @@ import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _pg import ThrowawayDatabase
-from _wrk import UVICORN, free_port, wait_up
+from _wrk import UVICORN, free_port, stop_server, wait_up
 from creditgate.adapters.sql.db import migrate
 from creditgate.records import new_id
 
@@ -195,15 +195,7 @@ def main() -> int:
         print("|---|---|---|---|---|")
         print("\n".join(rows))
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if not ok:
-            log.seek(0)
-            sys.stderr.write(log.read()[-5000:].decode(errors="replace"))
+        stop_server(proc, log, show_log=not ok)
         for key in r.scan_iter(match=prefix + "*", count=10_000):
             r.delete(key)
         db.drop()

@@ -32,7 +32,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -44,7 +43,8 @@ import psycopg
 import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _wrk import UVICORN, free_port, wait_up
+from _pg import ThrowawayDatabase
+from _wrk import UVICORN, free_port, stop_server, wait_up
 from creditgate.adapters.sql.db import migrate
 
 BATCH = 1000
@@ -297,11 +297,8 @@ def main() -> int:
     ap.add_argument("--pg", default=os.environ.get("CREDITGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--redis", default=os.environ.get("CREDITGATE_TEST_REDIS", "redis://127.0.0.1:6379/13"))
     args = ap.parse_args()
-    tag = uuid.uuid4().hex[:10]
-    name, prefix = f"creditgate_sim_{tag}", f"cgsim:{tag}:"
-    with psycopg.connect(args.pg, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = args.pg.rsplit("/", 1)[0] + "/" + name
+    db = ThrowawayDatabase(args.pg, prefix="creditgate_sim")
+    url, prefix = db.url, f"cgsim:{db.name.rsplit('_', 1)[1]}:"
     r = redis.Redis.from_url(args.redis)
     redis_before = int(r.info("memory")["used_memory"])
     proc: subprocess.Popen[bytes] | None = None
@@ -393,22 +390,13 @@ def main() -> int:
         print("\n".join(out))
         ok = True
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if not ok:
-            log.seek(0)
-            sys.stderr.write(log.read()[-5000:].decode(errors="replace"))
+        stop_server(proc, log, show_log=not ok)
         if args.keep:
             print(f"kept: database {url}, Redis keys {prefix}* on {args.redis}", file=sys.stderr)
         else:
             for page in redis_keys(r, prefix):
                 r.unlink(*page)
-            with psycopg.connect(args.pg, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            db.drop()
     return 0 if ok else 1
 
 

@@ -28,7 +28,8 @@ from creditgate.adapters.sql.db import Database
 from creditgate.app import create_app
 from creditgate.services import live
 from creditgate.services.runtime import Runtime
-from tests.conftest import Backend, Clock, installation_of, make_settings
+from tests.conftest import GQL, Backend, Clock, installation_of, make_settings
+from tests.ent_helpers import events
 
 API_KEY = "test-api-key"
 START = datetime(2024, 1, 15, 12, 0, 30, tzinfo=UTC)
@@ -236,6 +237,16 @@ async def until_live(sock: Socket, op: str, write: Callable[[], Awaitable[float]
         last = await until_usage(sock, op, await write(), wait)
     assert last["cause"] == "INGEST", last
     return last
+
+
+def unit_writer(gq: GQL, usage: float) -> Callable[[], Awaitable[float]]:
+    """A `write` for `until_live`: each call ingests one more unit for acme and returns the usage it makes."""
+    async def write() -> float:
+        nonlocal usage
+        await events(gq, "acme", ("2024-01-15T12:00:00Z", 1))
+        usage += 1
+        return usage
+    return write
 
 
 def api(url: str, token: str = API_KEY) -> httpx.AsyncClient:

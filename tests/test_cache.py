@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import signal
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -24,6 +20,7 @@ from creditgate.adapters.cache.redis_cache import RedisCache
 from creditgate.adapters.cache.redis_replicated import ClusterCache, open_redis
 from creditgate.config import Settings
 from tests.conftest import REDIS_URL, REQUIRE, _redis_cleanup, _unavailable
+from tests.live_helpers import OwnRedis
 from tests.redis_topologies import Cluster, SentinelSetup, unique_prefix
 
 INST = "0123456789abcdef0123456789abcdef"  # an installation id, as migration 0002 makes them
@@ -326,51 +323,19 @@ async def test_redis_refused_gives_misses_and_logs_once(caplog: pytest.LogCaptur
     await c.close()
 
 
-class Server:
-    """A private redis-server on a free loopback port."""
+class Server(OwnRedis):
+    """A private redis-server on a free loopback port (tests/live_helpers.py), started."""
 
     def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
+        if shutil.which("redis-server") is None:
             if REQUIRE:
                 pytest.fail("redis-server not found and CREDITGATE_REQUIRE_SERVICES=1")
             pytest.skip("redis-server not found")
-        self.binary = binary
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__()
         self.start()
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:  # wait for the server to accept commands
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        client.close()
-
     def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
+        self.stop()
 
 
 @pytest.fixture

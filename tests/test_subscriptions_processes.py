@@ -30,6 +30,7 @@ from tests.live_helpers import (
     free_port,
     live_server,
     socket_to,
+    unit_writer,
     until_live,
     until_usage,
 )
@@ -77,13 +78,7 @@ async def test_redis_outage_resyncs_then_goes_live_again(backend: Backend, rt: R
                 # The next write's value arrives, perhaps as RESYNC: a's cache may still back off after a
                 # failure and skip this write's invalidation, so b reads its old entry for the write's signal
                 # until a's epoch bump lands, which then resyncs every process (redis_cache.py). Then live again.
-                usage = 42.0
-
-                async def write() -> float:
-                    nonlocal usage
-                    await events(gq, "acme", ("2024-01-15T12:00:00Z", 1))
-                    usage += 1
-                    return usage
+                write = unit_writer(gq, 42.0)
                 await until_live(sock, op, write, await until_usage(sock, op, await write()))
 
 

@@ -21,7 +21,7 @@ from creditgate.adapters.cache import redis_signals
 from creditgate.services.runtime import Runtime
 from tests.conftest import GQL, Backend, Clock
 from tests.ent_helpers import CREATE_ENT, events, grant, value
-from tests.live_helpers import START, WAIT, LiveServer, Socket, api, live_server, socket_to, until_live
+from tests.live_helpers import START, WAIT, LiveServer, Socket, api, live_server, socket_to, unit_writer, until_live
 from tests.redis_topologies import Cluster, Node, SentinelSetup, wait_for
 
 # Collected here too, with this module's `srv` (the listening server) and `gq` (the writing one):
@@ -184,14 +184,8 @@ async def test_failover_mid_subscription(pair: tuple[Setup, LiveServer, LiveServ
             # epoch bump after an invalidation that did not reach the new master, redis_cache.py): more RESYNCs,
             # which absorb a change that arrives while they are pending (docs/semantics.md §10.3). Every write's
             # value arrives; then live again.
-            usage = 42.0
-
-            async def write() -> float:
-                nonlocal usage
-                await events(gq, "acme", ("2024-01-15T12:00:00Z", 1))
-                usage += 1
-                return usage
-            await until_live(sock, op, write, resync, FAILOVER_WAIT)
+            write = unit_writer(gq, 42.0)
+            usage = (await until_live(sock, op, write, resync, FAILOVER_WAIT))["value"]["usage"]
             async with api(listener.url) as other:
                 for g in (gq, GQL(other), gq):
                     assert (await value(g, "acme", "ai"))["usage"] == usage
