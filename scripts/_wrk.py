@@ -50,6 +50,17 @@ def wait_up(url: str) -> None:
     raise RuntimeError(f"{url} did not start")
 
 
+def memory(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of `pid` in MB."""
+    fields: dict[str, float] = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(rest.split()[0]) / 1024
+    return fields["VmRSS"], fields["VmHWM"]
+
+
 def stop_server(proc: subprocess.Popen[bytes] | None, log: IO[bytes], show_log: bool) -> None:
     """Stops a benchmark's server (SIGTERM, then SIGKILL after 30 s); prints the end of its log (`log`, its
     stderr) when `show_log`, i.e. when the run failed."""

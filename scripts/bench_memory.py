@@ -37,22 +37,11 @@ import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _pg import ThrowawayDatabase
-from _wrk import UVICORN, free_port, stop_server, wait_up
+from _wrk import UVICORN, free_port, memory, stop_server, wait_up
 from creditgate.adapters.sql.db import migrate
 from creditgate.records import new_id
 
 CHECKS = 100  # pairs per checkAccess request
-
-
-def memory(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of `pid` in MB."""
-    fields: dict[str, float] = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            name, _, rest = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                fields[name] = int(rest.split()[0]) / 1024
-    return fields["VmRSS"], fields["VmHWM"]
 
 
 def gql(client: httpx.Client, query: str, **variables: Any) -> Any:

@@ -44,7 +44,7 @@ import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _pg import ThrowawayDatabase
-from _wrk import UVICORN, free_port, stop_server, wait_up
+from _wrk import UVICORN, free_port, memory, stop_server, wait_up
 from creditgate.adapters.sql.db import migrate
 
 BATCH = 1000
@@ -77,17 +77,6 @@ def workers(pid: int) -> list[int]:
         except OSError:
             pass
     return out or [pid]
-
-
-def memory(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of `pid` in MB."""
-    fields: dict[str, float] = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            name, _, rest = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                fields[name] = int(rest.split()[0]) / 1024
-    return fields["VmRSS"], fields["VmHWM"]
 
 
 class Bar:
