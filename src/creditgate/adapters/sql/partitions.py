@@ -48,6 +48,11 @@ def _create(table: str, month: date) -> str:
             f"FOR VALUES FROM ('{month:%Y-%m-%d} 00:00+00') TO ('{next_month(month):%Y-%m-%d} 00:00+00')")
 
 
+def _named(months: Iterable[date]) -> dict[str, tuple[str, date]]:
+    """Every partitioned table's partition for each month, by name."""
+    return {partition_name(t, m): (t, m) for m in set(months) for t in TABLES}
+
+
 async def _driver(session: AsyncSession) -> psycopg.AsyncConnection:
     raw = await (await session.connection()).get_raw_connection()
     return raw.driver_connection  # type: ignore[return-value]
@@ -67,7 +72,7 @@ async def ensure_months(session: AsyncSession, months: Iterable[date]) -> None:
     """Every partitioned table has a partition for each of `months` before the caller writes into them."""
     if dialect_name(session) != "postgresql":
         return
-    wanted = {partition_name(t, m): (t, m) for m in set(months) for t in TABLES}
+    wanted = _named(months)
     conn = await _driver(session)
     missing = await _missing(conn, sorted(wanted))
     if not missing:
@@ -98,11 +103,10 @@ async def create_ahead(db: Database, now: datetime, months: int = 3) -> list[str
     engine = db.engine
     if engine.dialect.name != "postgresql":
         return []
-    wanted: dict[str, tuple[str, date]] = {}
-    month = month_of(now)
-    for _ in range(months + 1):
-        wanted.update({partition_name(t, month): (t, month) for t in TABLES})
-        month = next_month(month)
+    ahead = [month_of(now)]
+    for _ in range(months):
+        ahead.append(next_month(ahead[-1]))
+    wanted = _named(ahead)
     async with await psycopg.AsyncConnection.connect(_conninfo(engine), autocommit=True) as conn:
         missing = await _missing(conn, sorted(wanted))
         if missing:
