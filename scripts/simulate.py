@@ -2,11 +2,12 @@
 
     uv run python scripts/simulate.py [--subjects 1000000] [--events 20000000] [--keep] [--workers 2] [--senders 3]
                                       [--samples 2000] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
-                                      [--redis redis://127.0.0.1:6379/13]
+                                      [--redis redis://127.0.0.1:6379/13] [--own-pg]
 
 Everything goes through the real service paths of `--workers` uvicorn workers (scripts/_wrk.py's command line) on a
-throwaway PostgreSQL database (created here, dropped at the end) and Redis under a key prefix of its own
-(db 13 by default):
+throwaway PostgreSQL database (created here, dropped at the end; with `--own-pg` on a private PostgreSQL server
+started here with the settings docs/scaling.md recommends, scripts/_pg.py's TUNED, and removed at the end)
+and Redis under a key prefix of its own (db 13 by default):
   provision  one meter and three features (sso BOOLEAN, plan STATIC, ai METERED); per subject three
              entitlements through createEntitlements (1000 inputs a batch; METERED monthly, anchored and
              measured from 27 days ago so the usage falls in the current period), then two grants on `ai`
@@ -43,7 +44,7 @@ import psycopg
 import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _pg import ThrowawayDatabase
+from _pg import OwnCluster, ThrowawayDatabase
 from _wrk import UVICORN, free_port, memory, stop_server, wait_up
 from creditgate.adapters.sql.db import migrate
 
@@ -285,7 +286,12 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=2000, help="random subjects read cold, then warm")
     ap.add_argument("--pg", default=os.environ.get("CREDITGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--redis", default=os.environ.get("CREDITGATE_TEST_REDIS", "redis://127.0.0.1:6379/13"))
+    ap.add_argument("--own-pg", action="store_true",
+                    help="run on a private PostgreSQL server with docs/scaling.md's settings instead of --pg")
     args = ap.parse_args()
+    cluster = OwnCluster(free_port()) if args.own_pg else None
+    if cluster is not None:
+        args.pg = cluster.url
     db = ThrowawayDatabase(args.pg, prefix="creditgate_sim")
     url, prefix = db.url, f"cgsim:{db.name.rsplit('_', 1)[1]}:"
     r = redis.Redis.from_url(args.redis)
@@ -347,7 +353,8 @@ def main() -> int:
         out += [f"### {args.subjects:,} subjects, {args.events:,} events ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
                 f"load {os.getloadavg()[0]:.1f})", "",
                 f"`uv run python scripts/simulate.py --subjects {args.subjects} --events {args.events} "
-                f"--workers {args.workers} --senders {args.senders} --samples {args.samples}`", "",
+                f"--workers {args.workers} --senders {args.senders} --samples {args.samples}"
+                + (" --own-pg" if cluster else "") + "`", "",
                 "| phase | count | seconds | per second |", "|---|---|---|---|",
                 f"| createEntitlements x{BATCH} | {n_ent:,} | {took_ents:,.1f} | {n_ent / took_ents:,.0f} |",
                 f"| createGrants x{BATCH} | {n_grant:,} | {took_grants:,.1f} | {n_grant / took_grants:,.0f} |",
@@ -381,11 +388,14 @@ def main() -> int:
     finally:
         stop_server(proc, log, show_log=not ok)
         if args.keep:
-            print(f"kept: database {url}, Redis keys {prefix}* on {args.redis}", file=sys.stderr)
+            print(f"kept: database {url}, Redis keys {prefix}* on {args.redis}"
+                  + (f"; stop the server with: pg_ctl -D {cluster.data} stop" if cluster else ""), file=sys.stderr)
         else:
             for page in redis_keys(r, prefix):
                 r.unlink(*page)
             db.drop()
+            if cluster is not None:
+                cluster.stop()
     return 0 if ok else 1
 
 

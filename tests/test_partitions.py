@@ -63,6 +63,22 @@ async def test_months_get_partitions_as_events_arrive(backend: Backend, rt: Runt
     assert [r[0] for r in rows] == ["events_2031_05", "events_2031_06"]
 
 
+async def test_a_remembered_month_is_asked_for_again_once_retention_could_drop_it(
+        backend: Backend, rt: Runtime, gql: GQL, clock: Clock) -> None:
+    """A process remembers the partitions it has seen until MIN_RETENTION after their month ends; after
+    that, one dropped meanwhile by another process's retention is made again, not written into blindly."""
+    postgres_only(backend)
+    await meter(gql)
+    clock.set("2036-01-20T00:00:00+00:00")
+    assert (await events(gql, "cust", ("2036-01-05T00:00:00Z", 1)))["accepted"] == 1
+    async with rt.db.transaction() as s:  # what another process's retention does
+        await (await s.connection()).execute(text("ALTER TABLE events DETACH PARTITION events_2036_01"))
+        await (await s.connection()).execute(text("DROP TABLE events_2036_01"))
+    clock.set("2036-02-02T00:00:01+00:00")  # February 1st + 1 day: from now on it could have been dropped
+    assert (await events(gql, "cust", ("2036-01-06T00:00:00Z", 2)))["accepted"] == 1
+    assert await tables(rt, "events_2036_01") == {"events_2036_01"}
+
+
 async def test_concurrent_writers_make_a_new_month_once(backend: Backend, rt: Runtime, gql: GQL) -> None:
     postgres_only(backend)
     await meter(gql)
@@ -78,11 +94,11 @@ async def test_a_writer_already_in_the_table_makes_the_month_itself(backend: Bac
     itself): then in that transaction, committed with it."""
     postgres_only(backend)
     async with rt.db.transaction() as s:
-        await partitions.ensure_months(s, [date(2035, 1, 1)])
+        await partitions.ensure_months(s, [date(2035, 1, 1)], rt.now())
         await (await s.connection()).execute(text(
             "INSERT INTO events (event_id, source, type, subject, time, data, ingested_at) "
             "VALUES ('1', 'x', 't', 's', '2035-01-02T00:00:00Z', '{}', now())"))
-        await partitions.ensure_months(s, [date(2035, 2, 1)])
+        await partitions.ensure_months(s, [date(2035, 2, 1)], rt.now())
         assert await tables(rt, "events_2035_02") == set()  # not committed yet
     assert await tables(rt, "events_2035_0%") == {"events_2035_01", "events_2035_02"}
 

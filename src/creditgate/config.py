@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from creditgate.domain.durations import parse_duration
 
+MIN_RETENTION = timedelta(days=1)  # the shortest CREDITGATE_EVENT_RETENTION (adapters/sql/partitions.py relies on it)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CREDITGATE_", extra="ignore")
@@ -61,7 +63,7 @@ class Settings(BaseSettings):
             # SQLite's dedupe keys are the events' own unique index: dropping events would forget them
             raise ValueError("CREDITGATE_EVENT_RETENTION needs PostgreSQL (on SQLite the raw events are the "
                              "dedupe keys, so they are kept)")
-        if kept < timedelta(days=1):
+        if kept < MIN_RETENTION:
             raise ValueError(f"CREDITGATE_EVENT_RETENTION {self.event_retention!r} must be at least 1d")
         return kept
 

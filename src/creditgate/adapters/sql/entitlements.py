@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, update
+from sqlalchemy import ARRAY, String, and_, any_, bindparam, or_, update
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -141,20 +141,33 @@ async def lock_entitlements(session: AsyncSession, ids: Iterable[str], *, share:
     await session.exec(stmt.with_for_update(read=share))
 
 
+def _touched(subjects: Any, event_types: Any) -> Any:
+    f: Any = FeatureRow.__table__  # type: ignore[attr-defined]
+    m: Any = MeterRow.__table__  # type: ignore[attr-defined]
+    return (core_select(_E.c.id, _E.c.subject_key, m.c.event_type)
+            .join(f, f.c.id == _E.c.feature_id)
+            .join(m, and_(m.c.slug == f.c.meter_slug, m.c.deleted_at.is_(None)))
+            .where(_E.c.type == EntitlementType.METERED.value, subjects, event_types)
+            .order_by(_E.c.id))
+
+
+# Built once. PostgreSQL: two array parameters, rows locked (a batch names up to 10,000 subjects);
+# SQLite: expanded lists (it serializes writers anyway).
+_PG_TOUCHED = _touched(_E.c.subject_key == any_(bindparam("subjects", type_=ARRAY(String))),
+                       MeterRow.__table__.c.event_type == any_(bindparam("types", type_=ARRAY(String)))  # type: ignore[attr-defined]
+                       ).with_for_update(of=_E)
+_SQLITE_TOUCHED = _touched(_E.c.subject_key.in_(bindparam("subjects", expanding=True)),
+                           MeterRow.__table__.c.event_type.in_(bindparam("types", expanding=True)))  # type: ignore[attr-defined]
+
+
 async def lock_metered_touched(session: AsyncSession, subjects: Sequence[str],
                                event_types: Sequence[str]) -> list[tuple[str, str, str]]:
     """(id, subject, event type) of the METERED entitlements of `subjects` whose live meter counts one of
     `event_types`, in id order; the rows are locked for update on PostgreSQL (SQLite serializes writers)."""
-    stmt = (select(EntitlementRow.id, EntitlementRow.subject_key, MeterRow.event_type)
-            .join(FeatureRow, col(FeatureRow.id) == col(EntitlementRow.feature_id))
-            .join(MeterRow, and_(col(MeterRow.slug) == col(FeatureRow.meter_slug), col(MeterRow.deleted_at).is_(None)))
-            .where(col(EntitlementRow.type) == EntitlementType.METERED.value,
-                   col(EntitlementRow.subject_key).in_(sorted(set(subjects))),
-                   col(MeterRow.event_type).in_(sorted(set(event_types))))
-            .order_by(EntitlementRow.id))
-    if dialect_name(session) == "postgresql":
-        stmt = stmt.with_for_update(of=EntitlementRow)
-    return [(i, sub, et) for i, sub, et in (await session.exec(stmt)).all()]
+    stmt = _PG_TOUCHED if dialect_name(session) == "postgresql" else _SQLITE_TOUCHED
+    conn = await session.connection()
+    rows = await conn.execute(stmt, {"subjects": sorted(set(subjects)), "types": sorted(set(event_types))})
+    return [(i, sub, et) for i, sub, et in rows]
 
 
 async def by_refs(session: AsyncSession, subjects: Sequence[str], refs: Sequence[str]) -> list[Entitlement]:

@@ -83,7 +83,7 @@ async def store_batch(session: AsyncSession, events: NewEvents, deltas: Sequence
     if not events.ids:
         return None
     if dialect_name(session) == "postgresql":
-        await partitions.ensure_months(session, map(partitions.month_of, events.times))
+        await partitions.ensure_months(session, partitions.months_of(events.times), events.ingested_at)
         return await _pg_store_batch(session, events, deltas, values)
     stored = await _sqlite_insert_events(session, events)
     if stored is not None:

@@ -3,7 +3,9 @@ retention"). SQLite has none: every function here does nothing there.
 
 A month's partition exists before the first event of that month is written: ingest asks
 `ensure_months` first (it is made on a connection of its own, committed at once, so no write
-transaction holds the parent's lock), and the maintenance pass makes the coming months ahead.
+transaction holds the parent's lock), and the maintenance pass makes the coming months ahead. A
+process remembers the partitions it saw for as long as no retention can drop them (a month stays
+until at least MIN_RETENTION after its end), so the usual batch asks the database nothing.
 Retention drops whole months of raw events: dedupe keys (`event_keys`) and the usage aggregates stay,
 so no answer changes (docs/semantics.md §1.3).
 """
@@ -22,12 +24,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from creditgate.adapters.sql.db import Database
 from creditgate.adapters.sql.dialect import dialect_name
+from creditgate.config import MIN_RETENTION
 
 TABLES = ("events",)  # the partitioned tables (by month of a UTC instant)
 RAW = "events"  # the one table retention drops from
 LOCK_WAIT = "2s"  # a partition made aside waits this long for the parent's lock, then is made in the writer's own
 
 log = logging.getLogger("creditgate")
+
+
+# (database URL, partition name) -> until when it surely exists (its month's end + MIN_RETENTION)
+_seen: dict[tuple[str, str], datetime] = {}
 
 
 def month_of(t: datetime) -> date:
@@ -68,17 +75,32 @@ def _conninfo(engine: AsyncEngine) -> str:
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def ensure_months(session: AsyncSession, months: Iterable[date]) -> None:
+def months_of(times: Iterable[datetime]) -> set[date]:
+    """The months of UTC instants (times of other zones are converted)."""
+    return {month_of(t) if t.tzinfo is not UTC else date(t.year, t.month, 1) for t in times}
+
+
+def _lasts_until(month: date) -> datetime:
+    return datetime.combine(next_month(month), time(), UTC) + MIN_RETENTION
+
+
+async def ensure_months(session: AsyncSession, months: Iterable[date], now: datetime) -> None:
     """Every partitioned table has a partition for each of `months` before the caller writes into them."""
     if dialect_name(session) != "postgresql":
         return
-    wanted = _named(months)
-    conn = await _driver(session)
-    missing = await _missing(conn, sorted(wanted))
-    if not missing:
-        return
     engine = session.bind
     assert isinstance(engine, AsyncEngine)
+    url = str(engine.url)
+    wanted = {n: tm for n, tm in _named(months).items() if _seen.get((url, n), now) <= now}
+    if not wanted:
+        return
+    conn = await _driver(session)
+    missing = await _missing(conn, sorted(wanted))
+    for name, (_, month) in wanted.items():
+        if name not in missing:
+            _seen[(url, name)] = _lasts_until(month)
+    if not missing:
+        return
     try:
         async with await psycopg.AsyncConnection.connect(_conninfo(engine), autocommit=True) as aside:
             await aside.execute(f"SET lock_timeout = '{LOCK_WAIT}'")
@@ -134,6 +156,7 @@ async def drop_raw_before(db: Database, cutoff: datetime) -> list[str]:
             except errors.UndefinedTable:
                 continue  # another process dropped it first
             dropped.append(name)
+            _seen.pop((str(engine.url), name), None)
     if dropped:
         log.info("retention dropped raw event partitions: %s", ", ".join(dropped))
     return dropped
