@@ -392,17 +392,20 @@ async def ingest_events(rt: Runtime, events: Sequence[EventInput]) -> IngestResu
         feeder = _Feeder(_readers(await meter_repo.meters_for_types(s, sorted(set(batch.types)))))
         fed, batch.errors = feeder.feed(batch)
         valid = [e is None for e in batch.errors]
-        # Aggregated as if every event is new: the usual case, stored in one go.
-        deltas, values = _aggregate(fed, batch.subjects, minutes, valid)
-        known = await repo.store_batch(s, batch, deltas, values)
-        types, subjects = batch.types, batch.subjects
+        storing = await repo.start_storing(s, batch)
+        try:  # while the database stores the events: the aggregates, as if every event is new (the usual case)
+            deltas, values = _aggregate(fed, batch.subjects, minutes, valid)
+            types, subjects = batch.types, batch.subjects
+            touches = _touches(types, subjects, minutes)
+        finally:
+            known = await storing
         if known is not None:  # some were stored before: only the others count
             stored = [key in known for key in zip(batch.sources, batch.ids, strict=True)]
-            await repo.add_minutes(s, *_aggregate(fed, subjects, minutes, [a and b for a, b in zip(valid, stored,
-                                                                                                 strict=True)]))
+            deltas, values = _aggregate(fed, subjects, minutes, [a and b for a, b in zip(valid, stored, strict=True)])
             new = [j for j, is_new in enumerate(stored) if is_new]
             types, subjects, minutes = [types[j] for j in new], [subjects[j] for j in new], [minutes[j] for j in new]
-        touches = _touches(types, subjects, minutes)
+            touches = _touches(types, subjects, minutes)
+        await repo.add_minutes(s, deltas, values)
         # The one place, after the events are stored and in their transaction, for what else a
         # write must record (snapshots dropped, notification evaluations): services/invalidation.py.
         if touches:

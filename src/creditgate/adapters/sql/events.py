@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,23 +74,25 @@ class NewEvents:
         return len(self.ids)
 
 
-async def store_batch(session: AsyncSession, events: NewEvents, deltas: Sequence[MinuteDelta],
-                      values: Sequence[MinuteValue]) -> set[tuple[str, str]] | None:
-    """Stores the events not stored yet. When all of them were new, adds the aggregates (computed
-    from all of them) and returns None; else adds nothing and returns the (source, id) of those stored.
+async def start_storing(session: AsyncSession, events: NewEvents) -> asyncio.Future[set[tuple[str, str]] | None]:
+    """Stores the events not stored yet, in the session's transaction. On PostgreSQL the statement is
+    sent and this returns at once, so the caller can compute the aggregates while the database works;
+    await the result before using the session again. The result is None when every event was new, else
+    the (source, id) of those stored by this call.
 
     PostgreSQL: rows go in (source, id) order, so concurrent batches lock index entries in one order.
     """
+    done: asyncio.Future[set[tuple[str, str]] | None] = asyncio.get_running_loop().create_future()
     if not events.ids:
-        return None
-    if dialect_name(session) == "postgresql":
-        await partitions.ensure_months(session, partitions.months_of(events.times), events.ingested_at)
-        return await _pg_store_batch(session, events, deltas, values)
-    stored = await _sqlite_insert_events(session, events)
-    if stored is not None:
-        return stored
-    await add_minutes(session, deltas, values)
-    return None
+        done.set_result(None)
+        return done
+    if dialect_name(session) != "postgresql":
+        done.set_result(await _sqlite_insert_events(session, events))
+        return done
+    await partitions.ensure_months(session, partitions.months_of(events.times), events.ingested_at)
+    sending = asyncio.ensure_future(_pg_store_events(await _driver(session), events))
+    await asyncio.sleep(0)  # the task sends the statement, then waits for the answer
+    return sending
 
 
 def data_json(data: dict[str, Any]) -> str:
@@ -180,9 +183,9 @@ _SQLITE_VALUES = """
 
 # PostgreSQL: one statement claims the batch's (source, id) keys in `event_keys` (the permanent dedupe
 # authority, kept when retention drops raw events; docs/semantics.md §1.3) in key order, so concurrent
-# batches lock index entries in one order, inserts the events whose key it claimed into the month
-# partitions of `events` (migration 0007) and, when every one was new (the usual case), adds the
-# aggregates too, upserted in one key order. `groups` is the group key itself.
+# batches lock index entries in one order, and inserts the events whose key it claimed into the month
+# partitions of `events` (migration 0007). The aggregates follow in statements of their own, upserted in
+# one key order (the caller computes them while the first statement runs). `groups` is the group key itself.
 _PG_ROWS = "SELECT r FROM jsonb_array_elements(%(events)s::jsonb) AS r"
 _PG_CLAIM_KEYS = """
   INSERT INTO event_keys (source, event_id) SELECT r->>1, r->>0 FROM rows ORDER BY r->>1, r->>0
@@ -197,7 +200,7 @@ _PG_UPSERT_MINUTES = """
   INSERT INTO meter_minutes AS m (meter_id, subject, group_key, minute, groups, sum, count, min, max)
   SELECT r->>0, r->>1, r->>2, (r->>3)::timestamptz, (r->>2)::jsonb, (r->>4)::numeric, (r->>5)::bigint,
          (r->>6)::float8, (r->>7)::float8
-  FROM jsonb_array_elements(%(minutes)s::jsonb) AS r WHERE {when}
+  FROM jsonb_array_elements(%(minutes)s::jsonb) AS r
   ORDER BY r->>0, r->>1, r->>2, (r->>3)::timestamptz
   ON CONFLICT (meter_id, subject, group_key, minute) DO UPDATE SET
     sum = m.sum + excluded.sum, count = m.count + excluded.count,
@@ -206,23 +209,17 @@ _PG_UPSERT_MINUTES = """
 _PG_INSERT_VALUES = """
   INSERT INTO meter_minute_values (meter_id, subject, group_key, minute, value, groups)
   SELECT r->>0, r->>1, r->>2, (r->>3)::timestamptz, r->>4, (r->>2)::jsonb
-  FROM jsonb_array_elements(%(values)s::jsonb) AS r WHERE {when}
+  FROM jsonb_array_elements(%(values)s::jsonb) AS r
   ORDER BY r->>0, r->>1, r->>2, (r->>3)::timestamptz, r->>4
   ON CONFLICT DO NOTHING"""
 
-_ALL_NEW = "(SELECT stored FROM n) = %(n)s"
 _PG_STORE = f"""
 WITH rows AS MATERIALIZED ({_PG_ROWS}),
 keys AS ({_PG_CLAIM_KEYS}),
 ins AS ({_PG_INSERT_EVENTS}),
-n AS (SELECT count(*) AS stored FROM ins),
-mins AS ({_PG_UPSERT_MINUTES.format(when=_ALL_NEW)}),
-vals AS ({_PG_INSERT_VALUES.format(when=_ALL_NEW)})
+n AS (SELECT count(*) AS stored FROM ins)
 SELECT stored, CASE WHEN stored <> %(n)s THEN (SELECT array_agg(source) FROM ins) END,
   CASE WHEN stored <> %(n)s THEN (SELECT array_agg(event_id) FROM ins) END FROM n"""
-
-_PG_MINUTES = _PG_UPSERT_MINUTES.format(when="true")
-_PG_VALUES = _PG_INSERT_VALUES.format(when="true")
 
 
 async def _driver(session: AsyncSession) -> Any:
@@ -255,15 +252,12 @@ def _value_rows(values: Sequence[MinuteValue]) -> str:
     return _json([(v.meter_id, v.subject, v.group_key, v.minute, v.value) for v in values])
 
 
-async def _pg_store_batch(session: AsyncSession, events: NewEvents, deltas: Sequence[MinuteDelta],
-                          values: Sequence[MinuteValue]) -> set[tuple[str, str]] | None:
-    conn = await _driver(session)
+async def _pg_store_events(conn: Any, events: NewEvents) -> set[tuple[str, str]] | None:
     async with conn.cursor() as cur:
-        await cur.execute(_PG_STORE, {"n": len(events), "events": _event_rows(events),
-                                      "minutes": _minute_rows(deltas), "values": _value_rows(values)})
+        await cur.execute(_PG_STORE, {"n": len(events), "events": _event_rows(events)})
         stored, sources, ids = await cur.fetchone()
         if stored == len(events):
-            return None  # every event was new: the aggregates are in too
+            return None
         return set(zip(sources or (), ids or (), strict=True))
 
 
@@ -272,9 +266,9 @@ async def _pg_add_minutes(session: AsyncSession, deltas: Sequence[MinuteDelta],
     conn = await _driver(session)
     async with conn.cursor() as cur:
         if deltas:
-            await cur.execute(_PG_MINUTES, {"minutes": _minute_rows(deltas)})
+            await cur.execute(_PG_UPSERT_MINUTES, {"minutes": _minute_rows(deltas)})
         if values:
-            await cur.execute(_PG_VALUES, {"values": _value_rows(values)})
+            await cur.execute(_PG_INSERT_VALUES, {"values": _value_rows(values)})
 
 
 def to_event(row: EventRow) -> Event:
