@@ -147,8 +147,10 @@ def _parts(k: int, r: UsageRequest, pg: bool, params: dict[str, Any]) -> list[st
     params[p + "last"] = last if pg else _sqlite_ts(last)
     lo = f"CAST(:{p}last AS timestamptz)" if pg else f":{p}last"
     u = "CAST(NULL AS numeric)" if pg else "NULL"
-    parts.append(f"SELECT {k} AS r, -1 AS i, {u} AS u, min(t.minute) AS m FROM meter_minutes AS t "
-                 f"WHERE {where} AND t.minute >= {lo}{_filters(r, p + 'n', pg, 'groups', params)}")
+    # ORDER BY .. LIMIT 1: one index probe (min() here scans every later minute on both databases)
+    parts.append(f"SELECT {k} AS r, -1 AS i, {u} AS u, (SELECT t.minute FROM meter_minutes AS t "
+                 f"WHERE {where} AND t.minute >= {lo}{_filters(r, p + 'n', pg, 'groups', params)} "
+                 "ORDER BY t.minute LIMIT 1) AS m")
     return parts
 
 
