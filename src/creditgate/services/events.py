@@ -390,17 +390,22 @@ async def ingest_events(rt: Runtime, events: Sequence[EventInput]) -> IngestResu
     minutes = [floor_m(t) for t in batch.times]
     async with rt.db.transaction() as s:
         feeder = _Feeder(_readers(await meter_repo.meters_for_types(s, sorted(set(batch.types)))))
-        fed, batch.errors = feeder.feed(batch)
-        valid = [e is None for e in batch.errors]
+        batch.errors = [None] * len(batch.ids)  # known once the meters are fed: set below where there are any
         storing = await repo.start_storing(s, batch)
-        try:  # while the database stores the events: the aggregates, as if every event is new (the usual case)
+        try:  # while the database stores the events: what the meters get, as if every event is new (the usual case)
+            fed, errors = feeder.feed(batch)
+            valid = [e is None for e in errors]
             deltas, values = _aggregate(fed, batch.subjects, minutes, valid)
             types, subjects = batch.types, batch.subjects
             touches = _touches(types, subjects, minutes)
         finally:
             known = await storing
+        stored = [True] * len(errors) if known is None else \
+            [key in known for key in zip(batch.sources, batch.ids, strict=True)]
+        failed = {j: e for j, e in enumerate(errors) if e is not None and stored[j]}
+        if failed:
+            await repo.set_errors(s, batch, failed)
         if known is not None:  # some were stored before: only the others count
-            stored = [key in known for key in zip(batch.sources, batch.ids, strict=True)]
             deltas, values = _aggregate(fed, subjects, minutes, [a and b for a, b in zip(valid, stored, strict=True)])
             new = [j for j, is_new in enumerate(stored) if is_new]
             types, subjects, minutes = [types[j] for j in new], [subjects[j] for j in new], [minutes[j] for j in new]

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Table
+from sqlalchemy import Table, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -59,7 +59,8 @@ class MinuteValue:
 @dataclass(slots=True)
 class NewEvents:
     """The distinct events of a checked batch (first occurrence of each (source, id)), as columns;
-    `errors` (each event's validation error, §1.7) is filled in when the meters are fed."""
+    `errors` (each event's validation error, §1.7) is known once the meters are fed, after the events are
+    sent: they are stored with None and `set_errors` records the others."""
 
     ids: list[str]
     sources: list[str]
@@ -93,6 +94,17 @@ async def start_storing(session: AsyncSession, events: NewEvents) -> asyncio.Fut
     sending = asyncio.ensure_future(_pg_store_events(await _driver(session), events))
     await asyncio.sleep(0)  # the task sends the statement, then waits for the answer
     return sending
+
+
+async def set_errors(session: AsyncSession, events: NewEvents, errors: dict[int, str]) -> None:
+    """Records the validation errors (§1.7) of events this transaction stored, by position in `events`."""
+    conn = await session.connection()
+    if dialect_name(session) == "postgresql":  # through ix_events_subject_time: events has no (source, id) index
+        rows = [(events.ids[j], events.sources[j], events.subjects[j], events.times[j], e) for j, e in errors.items()]
+        await conn.execute(_PG_SET_ERRORS, {"rows": _json(rows)})
+        return
+    await conn.exec_driver_sql("UPDATE events SET validation_error = ? WHERE source = ? AND event_id = ?",
+                               [(e, events.sources[j], events.ids[j]) for j, e in errors.items()])
 
 
 def data_json(data: dict[str, Any]) -> str:
@@ -220,6 +232,11 @@ ins AS ({_PG_INSERT_EVENTS}),
 n AS (SELECT count(*) AS stored FROM ins)
 SELECT stored, CASE WHEN stored <> %(n)s THEN (SELECT array_agg(source) FROM ins) END,
   CASE WHEN stored <> %(n)s THEN (SELECT array_agg(event_id) FROM ins) END FROM n"""
+
+
+_PG_SET_ERRORS = text("""
+  UPDATE events AS e SET validation_error = r->>4 FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS r
+  WHERE e.subject = r->>2 AND e.time = CAST(r->>3 AS timestamptz) AND e.source = r->>1 AND e.event_id = r->>0""")
 
 
 async def _driver(session: AsyncSession) -> Any:
