@@ -57,8 +57,8 @@ class OwnCluster:
     `stop()` shuts it down and removes its files."""
 
     def __init__(self, port: int, settings: dict[str, str] = TUNED) -> None:
-        bin_dir = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1:] or [""]
-        self.pg_ctl = os.path.join(bin_dir[0], "pg_ctl") if bin_dir[0] else shutil.which("pg_ctl") or "pg_ctl"
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))  # Debian keeps them off PATH
+        self.pg_ctl = found[-1] if found else shutil.which("pg_ctl") or "pg_ctl"
         self.dir = tempfile.mkdtemp(prefix="creditgate_pg_")
         self.data = os.path.join(self.dir, "data")
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []

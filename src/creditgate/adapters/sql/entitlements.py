@@ -30,6 +30,8 @@ def to_entitlement(row: EntitlementRow) -> Entitlement:
 
 _E: Any = EntitlementRow.__table__  # type: ignore[attr-defined]
 _R: Any = ResetRow.__table__  # type: ignore[attr-defined]
+_F: Any = FeatureRow.__table__  # type: ignore[attr-defined]
+_M: Any = MeterRow.__table__  # type: ignore[attr-defined]
 # Read paths use Core selects built once (tuples, no ORM objects): column order matters below.
 ENT_COLS = (_E.c.id, _E.c.type, _E.c.subject_key, _E.c.feature_id, _E.c.feature_key, _E.c.metadata, _E.c.config,
             _E.c.is_soft_limit, _E.c.usage_period_interval, _E.c.usage_period_anchor, _E.c.measure_usage_from,
@@ -142,11 +144,9 @@ async def lock_entitlements(session: AsyncSession, ids: Iterable[str], *, share:
 
 
 def _touched(subjects: Any, event_types: Any) -> Any:
-    f: Any = FeatureRow.__table__  # type: ignore[attr-defined]
-    m: Any = MeterRow.__table__  # type: ignore[attr-defined]
-    return (core_select(_E.c.id, _E.c.subject_key, m.c.event_type)
-            .join(f, f.c.id == _E.c.feature_id)
-            .join(m, and_(m.c.slug == f.c.meter_slug, m.c.deleted_at.is_(None)))
+    return (core_select(_E.c.id, _E.c.subject_key, _M.c.event_type)
+            .join(_F, _F.c.id == _E.c.feature_id)
+            .join(_M, and_(_M.c.slug == _F.c.meter_slug, _M.c.deleted_at.is_(None)))
             .where(_E.c.type == EntitlementType.METERED.value, subjects, event_types)
             .order_by(_E.c.id))
 
@@ -154,10 +154,9 @@ def _touched(subjects: Any, event_types: Any) -> Any:
 # Built once. PostgreSQL: two array parameters, rows locked (a batch names up to 10,000 subjects);
 # SQLite: expanded lists (it serializes writers anyway).
 _PG_TOUCHED = _touched(_E.c.subject_key == any_(bindparam("subjects", type_=ARRAY(String))),
-                       MeterRow.__table__.c.event_type == any_(bindparam("types", type_=ARRAY(String)))  # type: ignore[attr-defined]
-                       ).with_for_update(of=_E)
+                       _M.c.event_type == any_(bindparam("types", type_=ARRAY(String)))).with_for_update(of=_E)
 _SQLITE_TOUCHED = _touched(_E.c.subject_key.in_(bindparam("subjects", expanding=True)),
-                           MeterRow.__table__.c.event_type.in_(bindparam("types", expanding=True)))  # type: ignore[attr-defined]
+                           _M.c.event_type.in_(bindparam("types", expanding=True)))
 
 
 async def lock_metered_touched(session: AsyncSession, subjects: Sequence[str],

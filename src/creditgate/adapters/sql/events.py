@@ -90,7 +90,7 @@ async def start_storing(session: AsyncSession, events: NewEvents) -> asyncio.Fut
     if dialect_name(session) != "postgresql":
         done.set_result(await _sqlite_insert_events(session, events))
         return done
-    await partitions.ensure_months(session, partitions.months_of(events.times), events.ingested_at)
+    await partitions.ensure_months(session, {partitions.month_of(t) for t in events.times}, events.ingested_at)
     sending = asyncio.ensure_future(_pg_store_events(await _driver(session), events))
     await asyncio.sleep(0)  # the task sends the statement, then waits for the answer
     return sending

@@ -38,7 +38,8 @@ _seen: dict[tuple[str, str], datetime] = {}
 
 
 def month_of(t: datetime) -> date:
-    t = t.astimezone(UTC)
+    if t.tzinfo is not UTC:  # (ingest's times are UTC already: no conversion per event)
+        t = t.astimezone(UTC)
     return date(t.year, t.month, 1)
 
 
@@ -73,11 +74,6 @@ async def _missing(conn: psycopg.AsyncConnection, names: list[str]) -> list[str]
 
 def _conninfo(engine: AsyncEngine) -> str:
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def months_of(times: Iterable[datetime]) -> set[date]:
-    """The months of UTC instants (times of other zones are converted)."""
-    return {month_of(t) if t.tzinfo is not UTC else date(t.year, t.month, 1) for t in times}
 
 
 def _lasts_until(month: date) -> datetime:
